@@ -1,0 +1,1 @@
+"""Shardline's shared package: importable by workers and by client services alike."""

@@ -1,0 +1,123 @@
+"""The one error tree of Shardline, grouped by who is at fault.
+
+::
+
+    ShardlineError
+    ├── InputError                 the caller's input or spec cannot be used
+    │   ├── SpecError              a RunSpec or option is invalid
+    │   └── InputFileError         the input file as a whole is unusable (missing, unreadable)
+    ├── ProviderError              the provider answered with an error (keeps code/status/message)
+    │   ├── ProviderClientError    4xx: our request or our key is wrong; not retried
+    │   │   ├── AuthError          401/403: key missing, invalid or lacking access
+    │   │   ├── NotFoundError      404: the file or job does not exist (for this key)
+    │   │   └── RateLimitError     429 RESOURCE_EXHAUSTED: retried after ``retry_delay``
+    │   ├── ProviderServerError    5xx: retried with backoff
+    │   ├── ProviderConnectionError the connection failed or timed out: retried
+    │   └── UploadStateError       the upload session is gone or out of step: restart it
+    ├── StorageError               object storage failed
+    │   ├── ObjectNotFoundError    the object does not exist
+    │   └── ObjectExistsError      create-if-absent lost the race
+    └── RunError                   the run's records are inconsistent or it cannot proceed
+        └── RunNotFoundError       no run with that id or output location
+
+Bad input *lines* are not errors: they are rejected with a reason in ``rejected.jsonl``.
+"""
+
+from __future__ import annotations
+
+
+class ShardlineError(Exception):
+    """Root of every error Shardline raises on purpose."""
+
+
+class InputError(ShardlineError):
+    """The caller's input cannot be used; retrying will not help."""
+
+
+class SpecError(InputError):
+    """A RunSpec or one of its options is invalid."""
+
+
+class InputFileError(InputError):
+    """The input file as a whole is unusable; names the file and the reason."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"{uri}: {reason}")
+        self.uri = uri
+        self.reason = reason
+
+
+class ProviderError(ShardlineError):
+    """The provider answered with an error; its code, status and message are kept verbatim."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: str | None = None,
+        retry_delay: float | None = None,
+        details: list[object] | None = None,
+    ) -> None:
+        super().__init__(f"{code} {status}: {message}" if code is not None else message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retry_delay = retry_delay
+        self.details = details or []
+
+
+class ProviderClientError(ProviderError):
+    """A 4xx answer: the request or the key is wrong; sending it again will not help."""
+
+
+class AuthError(ProviderClientError):
+    """401/403: the key is missing, invalid, or may not touch this resource."""
+
+
+class NotFoundError(ProviderClientError):
+    """404: the file or job does not exist, or belongs to another key."""
+
+
+class RateLimitError(ProviderClientError):
+    """429 RESOURCE_EXHAUSTED: quota exceeded; retry after ``retry_delay`` seconds."""
+
+    retryable = True
+
+
+class ProviderServerError(ProviderError):
+    """A 5xx answer: the provider failed; retried with backoff."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection failed, dropped or timed out before an answer; retried."""
+
+    retryable = True
+
+
+class UploadStateError(ProviderError):
+    """The resumable upload session is gone or disagrees with us; start a new session."""
+
+
+class StorageError(ShardlineError):
+    """Object storage failed."""
+
+
+class ObjectNotFoundError(StorageError):
+    """The object does not exist."""
+
+
+class ObjectExistsError(StorageError):
+    """A create-if-absent found the object already there."""
+
+
+class RunError(ShardlineError):
+    """The run's records are inconsistent, or the run cannot proceed."""
+
+
+class RunNotFoundError(RunError):
+    """No run with that id or output location."""

@@ -1,0 +1,140 @@
+"""Shardline configuration: one pydantic-settings class, prefix ``SHARDLINE_``.
+
+Build it once at an entry point (CLI, worker start, emulator) with :func:`load_settings`
+and pass it down; nothing reads the environment at import time.
+
+Secrets: the API key is a ``SecretStr`` read from ``SHARDLINE_API_KEY`` (or
+``GEMINI_API_KEY``), or from a file named ``SHARDLINE_API_KEY`` in the secrets directory
+(``SHARDLINE_SECRETS_DIR``, default ``/run/secrets`` when it exists), the layout Docker and
+Kubernetes secrets use. A key pool for admission across keys is ``SHARDLINE_API_KEYS``
+(comma separated).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The provider's hard limit on one uploaded file (discovery doc ``mediaUpload.maxSize``).
+PROVIDER_MAX_FILE_BYTES = 2_147_483_648
+#: Default shard size: 2 GB decimal, 147 MB under the provider's limit, so a line that pushes
+#: a shard past the cut can never push it past what the provider accepts.
+DEFAULT_SHARD_MAX_BYTES = 2_000_000_000
+GOOGLE_API_BASE_URL = "https://generativelanguage.googleapis.com"
+
+
+def _default_state_uri() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "shardline")
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the CLI or a client service needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHARDLINE_",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # Provider
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SHARDLINE_API_KEY", "GEMINI_API_KEY", "api_key"),
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Optional pool of keys (comma separated)."
+    )
+    api_base_url: str = GOOGLE_API_BASE_URL
+    api_version: str = "v1beta"
+    http_timeout_seconds: float = Field(default=120.0, gt=0)
+    http_max_retries: int = Field(default=5, ge=0)
+
+    # Celery
+    broker_url: str | None = Field(
+        default=None, description="None runs the embedded in-memory broker and worker."
+    )
+    result_backend: str | None = None
+    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+
+    # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
+    state_uri: str = Field(default_factory=_default_state_uri)
+
+    # Sharding
+    shard_max_bytes: int = Field(default=DEFAULT_SHARD_MAX_BYTES, gt=0, le=PROVIDER_MAX_FILE_BYTES)
+    shard_max_requests: int = Field(default=50_000, gt=0)
+    upload_chunk_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    # Models
+    generate_model: str = "gemini-2.5-flash"
+    embed_model: str = "gemini-embedding-001"
+
+    # Polling (countdown-based, never sleeping)
+    poll_initial_seconds: float = Field(default=10.0, gt=0)
+    poll_max_seconds: float = Field(default=300.0, gt=0)
+    poll_backoff_factor: float = Field(default=1.5, ge=1.0)
+    poll_jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+
+    # Retries
+    max_request_attempts: int = Field(default=3, ge=1)
+    max_job_attempts: int = Field(default=3, ge=1)
+
+    # Admission control (shared by every worker through Redis)
+    max_live_jobs_per_key: int = Field(default=100, gt=0)
+    enqueued_token_budget: int | None = Field(default=None, gt=0)
+    file_storage_budget_bytes: int = Field(default=20 * 1_000_000_000, gt=0)
+
+    # Logs
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _poll_fits_visibility(self) -> Settings:
+        # A countdown task is held unacknowledged by the worker until its ETA; on Redis a
+        # message unacknowledged for longer than the visibility timeout is delivered again.
+        if self.poll_max_seconds >= self.visibility_timeout_seconds:
+            raise ValueError(
+                "poll_max_seconds must be shorter than visibility_timeout_seconds, "
+                "or every long poll countdown is delivered twice"
+            )
+        if self.poll_initial_seconds > self.poll_max_seconds:
+            raise ValueError("poll_initial_seconds must not exceed poll_max_seconds")
+        return self
+
+    def key_pool(self) -> list[SecretStr]:
+        """Every configured key, primary first, without repeats."""
+        keys: list[SecretStr] = []
+        seen: set[str] = set()
+        for key in ([self.api_key] if self.api_key else []) + list(self.api_keys):
+            raw = key.get_secret_value()
+            if raw and raw not in seen:
+                seen.add(raw)
+                keys.append(key)
+        return keys
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: in-memory transport, in-process worker."""
+        return not self.broker_url or self.broker_url.startswith("memory://")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, the secrets directory and explicit overrides."""
+    secrets_dir = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if secrets_dir is None and Path("/run/secrets").is_dir():
+        secrets_dir = "/run/secrets"
+    if secrets_dir:
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    return Settings(**overrides)
