@@ -1,0 +1,125 @@
+"""The emulator's settings: one pydantic model, built by the CLI or by tests.
+
+:func:`config_from_env` reads ``EMULATOR_*`` variables explicitly (nothing is read at import),
+so a test that builds ``EmulatorConfig(...)`` is never surprised by the developer's shell.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from emulator.faults import FaultConfig
+
+#: Discovery doc ``mediaUpload.maxSize``: the largest file the Files API takes.
+MAX_FILE_BYTES = 2_147_483_648
+#: 48 h: how long a file lives, and how long a job may stay live before it EXPIRES.
+FORTY_EIGHT_HOURS = 48 * 3600.0
+
+
+class EmulatorConfig(BaseModel):
+    """Everything that shapes one emulator instance.
+
+    Times are *emulated* seconds; ``time_scale`` says how many pass per real second.
+    With the defaults a job is PENDING 30 s and RUNNING 90 s emulated: 2 s of real time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=0, le=65535)
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted keys; empty accepts any non-empty key."
+    )
+    time_scale: float = Field(default=60.0, gt=0, description="Emulated seconds per real second.")
+    data_dir: Path | None = Field(
+        default=None, description="Persist files and jobs here; None uses a temp dir."
+    )
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+    keep_order: bool = Field(default=False, description="Output lines in input order.")
+    public_base_url: str | None = Field(
+        default=None, description="Base of absolute URLs handed out; default from the request."
+    )
+
+    # Files
+    max_file_bytes: int = Field(default=MAX_FILE_BYTES, gt=0)
+    storage_bytes_per_key: int = Field(default=20 * 1_000_000_000, gt=0)
+    file_ttl_seconds: float = Field(default=FORTY_EIGHT_HOURS, gt=0)
+    upload_chunk_granularity: int = Field(default=8 * 1024 * 1024, gt=0)
+    allow_download_uploaded: bool = Field(
+        default=False, description="The live API serves only GENERATED files."
+    )
+
+    # Batches
+    max_inline_request_bytes: int = Field(default=20_000_000, gt=0)
+    max_live_jobs_per_key: int = Field(default=100, gt=0)
+    enqueued_token_budget: int | None = Field(
+        default=None, gt=0, description="Enqueued tokens per key and model; None is unlimited."
+    )
+    enqueued_token_budgets: dict[str, int] = Field(
+        default_factory=dict, description="Per-model overrides, keyed by model id."
+    )
+    quota_retry_delay_seconds: float = Field(default=60.0, ge=0)
+    quota_retry_after_header: bool = False
+    pending_seconds: float = Field(default=30.0, ge=0)
+    running_seconds: float = Field(default=90.0, ge=0)
+    job_expiry_seconds: float = Field(default=FORTY_EIGHT_HOURS, gt=0)
+    embedding_dimensions: int = Field(default=768, gt=0)
+    worker_threads: int = Field(default=2, gt=0)
+    scramble_buckets: int = Field(default=16, ge=2, le=256)
+
+    def token_budget(self, model: str) -> int | None:
+        """The enqueued-token budget of one model (``models/`` prefix optional)."""
+        bare = model.removeprefix("models/")
+        return self.enqueued_token_budgets.get(bare, self.enqueued_token_budget)
+
+
+def load_faults(source: str | Path) -> FaultConfig:
+    """Fault settings from a JSON file path, or from inline JSON text."""
+    text = str(source).strip()
+    if text.startswith("{"):
+        return FaultConfig.model_validate(orjson.loads(text))
+    return FaultConfig.model_validate(orjson.loads(Path(text).read_bytes()))
+
+
+_ENV_FIELDS = {
+    "EMULATOR_HOST": "host",
+    "EMULATOR_PORT": "port",
+    "EMULATOR_TIME_SCALE": "time_scale",
+    "EMULATOR_DATA_DIR": "data_dir",
+    "EMULATOR_PUBLIC_BASE_URL": "public_base_url",
+    "EMULATOR_MAX_FILE_BYTES": "max_file_bytes",
+    "EMULATOR_STORAGE_BYTES_PER_KEY": "storage_bytes_per_key",
+    "EMULATOR_MAX_LIVE_JOBS_PER_KEY": "max_live_jobs_per_key",
+    "EMULATOR_ENQUEUED_TOKEN_BUDGET": "enqueued_token_budget",
+    "EMULATOR_UPLOAD_CHUNK_GRANULARITY": "upload_chunk_granularity",
+}
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Config fields set by ``EMULATOR_*`` variables (the CLI lets flags override them).
+
+    ``EMULATOR_API_KEYS`` is comma separated; ``EMULATOR_FAULTS`` is JSON text or a path;
+    ``EMULATOR_KEEP_ORDER`` and ``EMULATOR_ALLOW_DOWNLOAD_UPLOADED`` take 1/true/yes.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, field in _ENV_FIELDS.items():
+        if env.get(name):
+            values[field] = env[name]
+    if env.get("EMULATOR_API_KEYS"):
+        values["api_keys"] = [k.strip() for k in env["EMULATOR_API_KEYS"].split(",") if k.strip()]
+    if env.get("EMULATOR_FAULTS"):
+        values["faults"] = load_faults(env["EMULATOR_FAULTS"])
+    for name, field in (
+        ("EMULATOR_KEEP_ORDER", "keep_order"),
+        ("EMULATOR_ALLOW_DOWNLOAD_UPLOADED", "allow_download_uploaded"),
+    ):
+        if env.get(name):
+            values[field] = env[name].strip().lower() in {"1", "true", "yes", "on"}
+    return values

@@ -1,0 +1,219 @@
+"""The work of one batch job, run in a worker thread: input in, output lines out, streamed.
+
+A file job reads its input line by line and writes each answer through :class:`OutputWriter`
+(scrambled order unless ``keep_order``), so a 2 GB input passes in flat memory. An inline job
+(at most 20 MB by the create limit) is read whole. Bad lines become per-request error lines,
+never a crash; an unexpected failure ends the job FAILED with an INTERNAL error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from emulator import model
+from emulator.errors import default_message
+from emulator.faults import RequestErrors, seeded_fraction
+from emulator.records import FileRecord, JobRecord
+from emulator.scramble import OutputWriter
+from emulator.store import Store, write_atomic
+from emulator.wire import field
+
+INLINE_INPUT = "inline-input.json"
+INLINE_OUTPUT = "inline-output.json"
+
+
+class JobCancelledError(Exception):
+    """The job was cancelled or deleted while its work ran."""
+
+
+def _emptied(value: Any) -> Any:
+    """go-genai#513: every array in the echoed fields comes back empty."""
+    if isinstance(value, list):
+        return []
+    if isinstance(value, dict):
+        return {k: _emptied(v) for k, v in value.items()}
+    return value
+
+
+class JobWork:
+    """Answers every request of one job; ``cancel`` stops it between lines."""
+
+    def __init__(
+        self,
+        job: JobRecord,
+        store: Store,
+        *,
+        seed: int,
+        keep_order: bool,
+        buckets: int,
+        embedding_dimensions: int,
+        now: Callable[[], float],
+        file_ttl_seconds: float,
+    ) -> None:
+        self.job = job
+        self.store = store
+        self.seed = seed
+        self.keep_order = keep_order
+        self.buckets = buckets
+        self.dimensions = embedding_dimensions
+        self.now = now
+        self.file_ttl_seconds = file_ttl_seconds
+        self.cancel = threading.Event()
+
+    # ---- one request -----------------------------------------------------------------
+    def _answer(self, request: Any, index: int, key: Any) -> tuple[str, dict[str, Any]]:
+        """``("response", body)`` or ``("error", status)`` for one request."""
+        faults: RequestErrors | None = self.job.effects.request_errors
+        if faults is not None and faults.rate > 0:
+            who = self.job.display_name or self.job.id
+            if seeded_fraction(self.seed, who, key if key is not None else index) < faults.rate:
+                status = faults.resolved_status()
+                return "error", {
+                    "code": faults.code,
+                    "message": faults.message or default_message(status),
+                    "status": status,
+                }
+        if not isinstance(request, dict):
+            return "error", _invalid("The request is not a JSON object.")
+        if self.job.kind == "embed":
+            return "response", model.embed(request, self.dimensions)
+        return "response", model.generate(request, self.job.model, f"{self.job.id}:{index}")
+
+    def _count(self, outcome: str) -> None:
+        self.job.processed += 1
+        if outcome == "error":
+            self.job.failed += 1
+
+    # ---- file jobs -------------------------------------------------------------------
+    def _file_line(self, raw: bytes, index: int) -> bytes:
+        spelling = "error"
+        if self.job.effects.request_errors is not None:
+            spelling = self.job.effects.request_errors.spelling
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self._count("error")
+            return orjson.dumps({spelling: _invalid(f"Line {index + 1} is not valid JSON.")})
+        extras: dict[str, Any] = {}
+        key: Any = None
+        if isinstance(obj, dict) and "request" in obj:
+            extras = {k: v for k, v in obj.items() if k != "request"}
+            key = obj.get("key")
+            request = obj["request"]
+        elif isinstance(obj, dict) and ("contents" in obj or "content" in obj):
+            request = obj
+        else:
+            self._count("error")
+            if isinstance(obj, dict):
+                extras = {k: v for k, v in obj.items()}
+            body = _invalid(f"Line {index + 1} has no request.")
+            return orjson.dumps({**self._echo(extras), spelling: body})
+        outcome, body = self._answer(request, index, key)
+        self._count(outcome)
+        name = "response" if outcome == "response" else spelling
+        return orjson.dumps({**self._echo(extras), name: body})
+
+    def _echo(self, extras: dict[str, Any]) -> dict[str, Any]:
+        if not self.job.effects.echo_arrays_emptied:
+            return extras
+        return {k: (v if k == "key" else _emptied(v)) for k, v in extras.items()}
+
+    def _run_file(self) -> None:
+        assert self.job.input_file is not None
+        source = self.store.blob(self.job.input_file)
+        output_id = f"batch-{self.job.id}"
+        target = self.store.blob(output_id)
+        writer = OutputWriter(
+            target,
+            self.store.work_dir(self.job.id) / "buckets",
+            keep_order=self.keep_order,
+            buckets=self.buckets,
+            seed=self.seed,
+        )
+        try:
+            with source.open("rb") as lines:
+                index = 0
+                for raw in lines:
+                    if self.cancel.is_set():
+                        raise JobCancelledError
+                    if not raw.strip():
+                        continue
+                    writer.write(index, self._file_line(raw, index))
+                    index += 1
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        self.job.request_count = index
+        now = self.now()
+        self.store.save_file(
+            FileRecord(
+                id=output_id,
+                owner=self.job.owner,
+                mime_type="application/jsonl",
+                size_bytes=writer.size,
+                sha256_hex=writer.sha256.hexdigest(),
+                create_time=now,
+                update_time=now,
+                expiration_time=now + self.file_ttl_seconds,
+                source="GENERATED",
+                line_count=writer.lines,
+            )
+        )
+        self.job.output_file = output_id
+
+    # ---- inline jobs -----------------------------------------------------------------
+    def _run_inline(self) -> None:
+        work = self.store.work_dir(self.job.id)
+        items = orjson.loads((work / INLINE_INPUT).read_bytes())
+        answers: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if self.cancel.is_set():
+                raise JobCancelledError
+            request = field(item, "request") if isinstance(item, dict) else None
+            if request is None:
+                request = item
+            metadata = field(item, "metadata") if isinstance(item, dict) else None
+            key = field(metadata, "key") if isinstance(metadata, dict) else None
+            outcome, body = self._answer(request, index, key)
+            self._count(outcome)
+            answer: dict[str, Any] = {outcome: body}
+            if metadata is not None:
+                answer["metadata"] = metadata
+            answers.append(answer)
+        write_atomic(work / INLINE_OUTPUT, orjson.dumps(answers))
+
+    def run(self) -> None:
+        """Do the work; mark the job done (or FAILED on an unexpected error) at the end."""
+        self.job.processed = 0
+        self.job.failed = 0
+        try:
+            if self.job.inline:
+                self._run_inline()
+            else:
+                self._run_file()
+        except JobCancelledError:
+            return
+        except (OSError, ValueError) as exc:
+            self.job.error = {"code": 13, "message": f"Batch processing failed: {exc}"}
+        self.job.work_done_at = self.now()
+        self.job.work_done = True
+        self.store.save_job(self.job)
+
+
+def _invalid(message: str) -> dict[str, Any]:
+    return {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+
+
+def read_inline_output(store: Store, job_id: str) -> list[Any]:
+    """The inline answers of a finished inline job (at most the 20 MB the input allowed)."""
+    path: Path = store.work_dir(job_id) / INLINE_OUTPUT
+    if not path.exists():
+        return []
+    result: list[Any] = orjson.loads(path.read_bytes())
+    return result

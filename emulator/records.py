@@ -1,0 +1,92 @@
+"""What the emulator remembers about files, upload sessions and jobs (persisted as JSON).
+
+Times are emulated UNIX seconds. ``owner`` is a fingerprint of the API key, never the key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from emulator.faults import JobEffects
+
+JobState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"]
+LIVE_STATES: frozenset[str] = frozenset({"PENDING", "RUNNING"})
+
+
+class FileRecord(BaseModel):
+    """One file of the Files API (uploaded, or a batch's generated output)."""
+
+    id: str
+    owner: str
+    display_name: str | None = None
+    mime_type: str = "application/octet-stream"
+    size_bytes: int = 0
+    sha256_hex: str = ""
+    create_time: float
+    update_time: float
+    expiration_time: float
+    source: Literal["UPLOADED", "GENERATED"] = "UPLOADED"
+    line_count: int = Field(default=0, description="Lines in the bytes; a batch's request count.")
+
+
+class UploadRecord(BaseModel):
+    """A resumable upload session; ``received`` bytes are on disk."""
+
+    id: str
+    owner: str
+    file_id: str
+    display_name: str | None = None
+    mime_type: str = "application/octet-stream"
+    declared_size: int | None = None
+    received: int = 0
+    state: Literal["active", "final", "cancelled"] = "active"
+    create_time: float
+
+
+class JobRecord(BaseModel):
+    """A batch job; its visible state is derived from these times and the work's progress."""
+
+    id: str
+    owner: str
+    kind: Literal["generate", "embed"]
+    model: str
+    display_name: str = ""
+    create_time: float
+    update_time: float
+    end_time: float | None = None
+    state: JobState = "PENDING"
+    pending_seconds: float
+    running_seconds: float
+    input_file: str | None = None
+    request_count: int = 0
+    token_estimate: int = 0
+    effects: JobEffects = Field(default_factory=JobEffects)
+    error: dict[str, object] | None = None
+    # Progress of the background work (written by the worker thread).
+    processed: int = 0
+    failed: int = 0
+    work_done: bool = False
+    work_done_at: float | None = None
+    output_file: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"batches/{self.id}"
+
+    @property
+    def inline(self) -> bool:
+        return self.input_file is None
+
+    @property
+    def running_start(self) -> float:
+        return self.create_time + self.pending_seconds
+
+    @property
+    def running_end(self) -> float:
+        return self.running_start + self.running_seconds
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES

@@ -1,0 +1,127 @@
+"""One emulator instance's state: config, clock, store, faults, jobs and counters.
+
+HTTP handlers receive this object; nothing here knows about HTTP. Created by
+:func:`emulator.app.create_app`, one per app, so several emulators can run in one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from emulator.clock import EmulatedClock
+from emulator.config import EmulatorConfig
+from emulator.faults import FaultEngine
+from emulator.jobs import JobManager
+from emulator.records import FileRecord, JobRecord, UploadRecord
+from emulator.store import Store, write_atomic
+
+
+def fingerprint(api_key: str) -> str:
+    """A short, stable, non-reversible name for a key: what records and the admin API show."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class Emulator:
+    """Everything one running emulator holds."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self._temp_root: Path | None = None
+        if config.data_dir is None:
+            self._temp_root = Path(tempfile.mkdtemp(prefix="gemini-emulator-"))
+            root = self._temp_root
+        else:
+            root = Path(config.data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        self.store = Store(root)
+        start = None
+        if self.store.clock_path.exists():
+            start = float(orjson.loads(self.store.clock_path.read_bytes())["now"])
+        self.clock = EmulatedClock(config.time_scale, start)
+        self.faults = FaultEngine(config.faults)
+        self.jobs = JobManager(self.store, self.clock, config, config.faults.seed)
+        self.requests: Counter[str] = Counter()
+        self.responses: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        #: Running sha256/line count per upload session (lost on restart, rebuilt from disk).
+        self.upload_progress: dict[str, object] = {}
+        self.closed = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Resume the work of jobs that were live when the last process stopped."""
+        self.jobs.resume()
+
+    def save_clock(self) -> None:
+        write_atomic(self.store.clock_path, orjson.dumps({"now": self.clock.now()}))
+
+    def close(self) -> None:
+        """Stop workers; remove the temp data dir (a given ``data_dir`` is kept)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.jobs.shutdown()
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+        else:
+            self.save_clock()
+
+    def reset(self) -> None:
+        """Forget every file, upload and job; faults back to the start-up settings."""
+        for job_id in list(self.store.jobs):
+            self.jobs.stop_work(job_id)
+        self.store.wipe()
+        self.faults.replace(self.config.faults)
+        self.requests.clear()
+        self.responses.clear()
+
+    # ---- accounting ------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Advance every live job and drop expired files (run periodically and on demand)."""
+        for job in list(self.store.jobs.values()):
+            self.jobs.refresh(job)
+        now = self.clock.now()
+        for record in list(self.store.files.values()):
+            if record.expiration_time <= now:
+                self.store.delete_file(record.id)
+
+    def live_file(self, file_id: str, owner: str) -> FileRecord | None:
+        """The file if it exists, belongs to ``owner`` and has not expired."""
+        record = self.store.files.get(file_id)
+        if record is None or record.owner != owner:
+            return None
+        if record.expiration_time <= self.clock.now():
+            self.store.delete_file(file_id)
+            return None
+        return record
+
+    def held_bytes(self, owner: str) -> int:
+        """Bytes counted against the per-key storage cap: uploaded files plus open uploads."""
+        now = self.clock.now()
+        held = sum(
+            f.size_bytes
+            for f in list(self.store.files.values())
+            if f.owner == owner and f.source == "UPLOADED" and f.expiration_time > now
+        )
+        return held + sum(
+            u.received
+            for u in list(self.store.uploads.values())
+            if u.owner == owner and u.state == "active"
+        )
+
+    def owned_job(self, job_id: str, owner: str) -> JobRecord | None:
+        job = self.store.jobs.get(job_id)
+        if job is None or job.owner != owner:
+            return None
+        self.jobs.refresh(job)
+        return job
+
+    def owned_upload(self, upload_id: str) -> UploadRecord | None:
+        return self.store.uploads.get(upload_id)
