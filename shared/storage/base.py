@@ -3,17 +3,25 @@
 A :class:`Storage` is rooted at a URI (a local directory, ``s3://bucket/prefix``,
 ``gs://bucket/prefix``, ``memory://name``); keys are ``/``-separated paths relative to it.
 Everything streams: readers and writers are file objects that never hold an object whole.
+
+Keys are checked before any I/O (see ``shared.storage._keys``): no empty, ``.`` or ``..``
+segment, no leading or trailing ``/``. A bad key is a programming error and raises
+``ValueError``; everything the storage itself does wrong raises a ``StorageError``.
 """
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO
 
 from pydantic import BaseModel
+
+from shared.errors import ObjectNotFoundError
 
 
 class ObjectInfo(BaseModel):
@@ -62,6 +70,15 @@ class Storage(ABC):
 
     # Conveniences built on the primitives; backends may override for speed.
 
+    def local_path(self, key: str) -> Path | None:
+        """The object's path on the local filesystem, or None when it has none.
+
+        A fast path for callers that can use a plain file (``os.sendfile``, ``mmap``); they
+        must fall back to ``open_read``/``open_write`` when this is None. Only read the path,
+        or write it through ``open_write``: writing it directly loses atomicity.
+        """
+        return None
+
     def read_bytes(self, key: str) -> bytes:
         """Whole content of a *small* object (records, manifests), never of data files."""
         with self.open_read(key) as reader:
@@ -73,8 +90,6 @@ class Storage(ABC):
             writer.write(data)
 
     def exists(self, key: str) -> bool:
-        from shared.errors import ObjectNotFoundError
-
         try:
             self.info(key)
         except ObjectNotFoundError:
@@ -86,8 +101,10 @@ class Storage(ABC):
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix``; returns how many."""
-        count = 0
-        for item in list(self.list(prefix)):
-            self.delete(item.key)
-            count += 1
-        return count
+        keys: builtins.list[str] = [item.key for item in self.list(prefix)]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
