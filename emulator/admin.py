@@ -1,7 +1,7 @@
 """The admin API under ``/_emulator/`` (no key needed; for tests, demos and operators).
 
 =======  =============================  =====================================================
-GET      /_emulator/health              ``{"ok": true, "now": <emulated RFC 3339>}``
+GET      /_emulator/health              ``{"ok": true, "now": <emulated time>, "dataDir": ...}``
 GET      /_emulator/faults              the fault settings in force
 PUT      /_emulator/faults              replace them (body: a FaultConfig); counters restart
 POST     /_emulator/reset               forget all files, uploads, jobs, counters; start-up faults
@@ -111,7 +111,11 @@ async def handle(request: Request, emulator: Emulator) -> Response:
     try:
         if method == "GET":
             getters = {
-                "/health": lambda e: {"ok": True, "now": rfc3339(e.clock.now())},
+                "/health": lambda e: {
+                    "ok": True,
+                    "now": rfc3339(e.clock.now()),
+                    "dataDir": str(e.store.root),
+                },
                 "/faults": lambda e: e.faults.config.model_dump(mode="json"),
                 "/jobs": _jobs,
                 "/files": _files,

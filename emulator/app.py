@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -170,6 +170,8 @@ async def _dispatch(request: Request) -> Response:
             raise _fault_error(fault, endpoint)
     except ApiError as error:
         response = error_response(error)
+    except ClientDisconnect:
+        response = Response(b"", status_code=499)  # nobody is listening any more
     emulator.responses[f"{endpoint} {response.status_code}"] += 1
     return response
 

@@ -18,10 +18,13 @@ Choices where the live API is silent:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from emulator.calls import Call, json_response, read_body
@@ -201,6 +204,16 @@ def _progress_of(call: Call, session: UploadRecord) -> _Progress:
     return progress
 
 
+@contextlib.contextmanager
+def _keep_on_disconnect(call: Call, session: UploadRecord) -> Iterator[None]:
+    """A client gone mid-chunk: keep the bytes that arrived, so ``query`` can resume there."""
+    try:
+        yield
+    except ClientDisconnect:
+        call.emulator.store.save_upload(session)
+        raise
+
+
 def _end_session(call: Call, session: UploadRecord) -> None:
     session.state = "cancelled"
     call.emulator.store.save_upload(session)
@@ -241,7 +254,7 @@ async def chunk(call: Call) -> Response:
     progress = _progress_of(call, session)
     blob = emulator.store.upload_blob(session.id)
     taken = 0
-    with blob.open("r+b") as out:
+    with blob.open("r+b") as out, _keep_on_disconnect(call, session):
         out.truncate(session.received)
         out.seek(session.received)
         async for data in call.request.stream():
@@ -263,7 +276,9 @@ async def chunk(call: Call) -> Response:
                 )
             if len(data) > room:
                 _end_session(call, session)
-                raise _quota(call)
+                error = _quota(call)
+                error.headers.update(_status_headers("final"))
+                raise error
             out.write(data)
             progress.update(data)
             session.received += len(data)

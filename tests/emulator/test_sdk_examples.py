@@ -57,8 +57,24 @@ def test_file_upload_batch_and_download(client, tmp_path: Path):
     path = tmp_path / "my-batch-requests.jsonl"
     with open(path, "w") as f:
         requests = [
-            {"key": "request-1", "request": {"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}]}},  # noqa: E501
-            {"key": "request-2", "request": {"contents": [{"parts": [{"text": "What are the main ingredients in a Margherita pizza?"}]}]}},  # noqa: E501
+            {
+                "key": "request-1",
+                "request": {
+                    "contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}]
+                },
+            },
+            {
+                "key": "request-2",
+                "request": {
+                    "contents": [
+                        {
+                            "parts": [
+                                {"text": "What are the main ingredients in a Margherita pizza?"}
+                            ]
+                        }
+                    ]
+                },
+            },
         ]
         for req in requests:
             f.write(json.dumps(req) + "\n")
@@ -92,7 +108,7 @@ def test_structured_output(client):
 
     inline_requests = [
         {
-            "contents": [{"parts": [{"text": "List a few popular cookie recipes."}], "role": "user"}],
+            "contents": [{"parts": [{"text": "List popular cookie recipes."}], "role": "user"}],
             "config": {"response_mime_type": "application/json", "response_schema": list[Recipe]},
         },
         {
@@ -133,7 +149,16 @@ def test_embeddings_from_file_and_inline(client, tmp_path: Path):
     path = tmp_path / "embed.jsonl"
     path.write_text(
         "".join(
-            json.dumps({"key": f"e{i}", "request": {"output_dimensionality": 8, "content": {"parts": [{"text": f"text {i}"}]}}}) + "\n"  # noqa: E501
+            json.dumps(
+                {
+                    "key": f"e{i}",
+                    "request": {
+                        "output_dimensionality": 8,
+                        "content": {"parts": [{"text": f"text {i}"}]},
+                    },
+                }
+            )
+            + "\n"
             for i in range(3)
         )
     )
@@ -155,7 +180,8 @@ def test_embeddings_from_file_and_inline(client, tmp_path: Path):
     )
     done_file = wait(client, file_job.name)
     assert done_file.state.name == "JOB_STATE_SUCCEEDED"
-    lines = [json.loads(x) for x in client.files.download(file=done_file.dest.file_name).splitlines()]
+    content = client.files.download(file=done_file.dest.file_name)
+    lines = [json.loads(x) for x in content.splitlines()]
     assert sorted(line["key"] for line in lines) == ["e0", "e1", "e2"]
     assert all(len(line["response"]["embedding"]["values"]) == 8 for line in lines)
     done_inline = wait(client, batch_job.name)
