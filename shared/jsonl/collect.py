@@ -1,0 +1,406 @@
+"""Classify a provider's output file against the part input it answers.
+
+Every line of the part input ends in exactly one of the part's outcome files:
+
+- ``results``: ``{"line":N,"response":{...}}``, the response kept verbatim;
+- ``errors``: ``{"line":N,"error":{"code","message","status"},"retryable":bool}``.
+
+The output's key is our decimal line number. An output line that cannot be parsed, has no
+such key, or names a line not in this part is a *stray*: counted, never trusted. A line
+without an object ``response`` is a failure of its key, whatever it holds instead (the
+reference's §10.3: the error is read from ``error`` or ``status``; with neither it gets a
+synthetic ``UNKNOWN`` error). Several lines for one key: a response beats an error and the
+first response beats later ones, so no request counts as succeeding twice; the losers are
+counted as duplicates. An input line the output does not mention becomes a retryable
+``MISSING`` error. The provider's order is not trusted: outcomes are sorted by line with
+the external sort, then merge-joined with the (line-ordered) part input.
+
+Also here: :func:`fail_all` (a whole part failed), :func:`select_lines` and
+:func:`stage_parts` (the inputs of a next attempt) and :func:`retryable_lines`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any, BinaryIO
+
+import orjson
+from pydantic import BaseModel, Field
+
+from shared.errors import RunError
+from shared.jsonl.cut import StagedFile, must_cut
+from shared.jsonl.records import (
+    error_record,
+    is_result_record,
+    is_retryable_record,
+    record_line_number,
+    result_record,
+    staged_line_number,
+)
+from shared.jsonl.sort import DEFAULT_MEMORY_BYTES, LineSorter
+from shared.tokens import estimate_tokens
+
+MISSING_ERROR: dict[str, Any] = {
+    "code": None,
+    "message": "the provider returned no output line for this request",
+    "status": "MISSING",
+}
+RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504})
+#: gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE.
+RETRYABLE_GRPC_CODES = frozenset({4, 8, 13, 14})
+RETRYABLE_STATUSES = frozenset(
+    {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "MISSING"}
+)
+#: Status names for a bare code (HTTP per the provider's table, gRPC by number).
+STATUS_OF_CODE: dict[int, str] = {
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_USAGE = (
+    ("promptTokenCount", "prompt"),
+    ("candidatesTokenCount", "candidates"),
+    ("thoughtsTokenCount", "thoughts"),
+    ("cachedContentTokenCount", "cached"),
+    ("totalTokenCount", "total"),
+)
+
+
+class TokenCounts(BaseModel):
+    """Sums of ``usageMetadata`` over kept responses (embeddings usually report none)."""
+
+    prompt: int = 0
+    candidates: int = 0
+    thoughts: int = 0
+    cached: int = 0
+    total: int = 0
+
+
+class CollectStats(BaseModel):
+    """What one output file held. ``lines == responses + errors``; ``missing`` and
+    ``retryable`` are parts of ``errors``; ``output_lines`` counts non-blank output lines
+    (``== responses + errors - missing + strays + duplicates``)."""
+
+    lines: int = 0
+    responses: int = 0
+    errors: int = 0
+    retryable: int = 0
+    missing: int = 0
+    strays: int = 0
+    duplicates: int = 0
+    output_lines: int = 0
+    tokens: TokenCounts = Field(default_factory=TokenCounts)
+
+
+def is_retryable(error: Mapping[str, Any]) -> bool:
+    """Whether a request that failed with ``error`` may succeed if sent again: quota,
+    overload, server and timeout failures, and lines the provider never answered."""
+    code = error.get("code")
+    if type(code) is int and (code in RETRYABLE_HTTP_CODES or code in RETRYABLE_GRPC_CODES):
+        return True
+    status = error.get("status")
+    return isinstance(status, str) and status.upper() in RETRYABLE_STATUSES
+
+
+def normalize_error(line: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"code","message","status"}`` from an output line without a usable response."""
+    source = line.get("error")
+    if source is None:
+        source = line.get("status")
+    code: Any = None
+    message: Any = None
+    status: Any = None
+    if isinstance(source, dict):
+        code, message, status = source.get("code"), source.get("message"), source.get("status")
+    elif isinstance(source, str):
+        status = source
+    elif type(source) is int:
+        code = source
+    elif "response" in line:
+        message = "the provider returned a response that is not an object"
+    else:
+        message = "the provider returned a line with neither a response nor an error"
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    if type(code) is not int:
+        code = None
+    if not isinstance(status, str) or not status:
+        status = STATUS_OF_CODE.get(code, "UNKNOWN") if code is not None else "UNKNOWN"
+    if message is None:
+        message = ""
+    elif not isinstance(message, str):
+        message = orjson.dumps(message).decode()
+    return {"code": code, "message": message, "status": status}
+
+
+def collect_output(
+    output: BinaryIO,
+    part_input: BinaryIO,
+    results: BinaryIO,
+    errors: BinaryIO,
+    *,
+    retryable: Callable[[Mapping[str, Any]], bool] = is_retryable,
+    tmp_dir: str | None = None,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+) -> CollectStats:
+    """Split ``output`` into ``results`` and ``errors``, one outcome per part-input line,
+    both sorted by line. ``memory_bytes`` bounds the sort's buffer."""
+    stats = CollectStats()
+    usage = dict.fromkeys((name for _, name in _USAGE), 0)
+    with LineSorter(record_line_number, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
+        for raw in output:
+            if raw.isspace():
+                continue
+            stats.output_lines += 1
+            line = _parse(raw)
+            number = _line_of(line) if type(line) is dict else None
+            if number is None:
+                stats.strays += 1
+                continue
+            response = line.get("response")
+            if type(response) is dict:
+                sorter.add(result_record(number, orjson.dumps(response)))
+                _add_usage(usage, response, 1)
+            else:
+                error = normalize_error(line)
+                sorter.add(error_record(number, error, retryable(error)))
+        outcomes = _grouped(sorter.sorted())
+        group = next(outcomes, None)
+        previous = 0
+        for staged in part_input:
+            number = staged_line_number(staged)
+            if number <= previous:
+                raise RunError(f"part input is not in line order at line {number}")
+            previous = number
+            stats.lines += 1
+            while group is not None and group[0] < number:
+                stats.strays += len(group[1])
+                _drop(usage, group[1])
+                group = next(outcomes, None)
+            if group is None or group[0] != number:
+                errors.write(error_record(number, MISSING_ERROR, True))
+                stats.errors += 1
+                stats.missing += 1
+                stats.retryable += 1
+                continue
+            kept = _keep(group[1])
+            stats.duplicates += len(group[1]) - 1
+            _drop(usage, [record for record in group[1] if record is not kept])
+            if is_result_record(kept):
+                results.write(kept)
+                stats.responses += 1
+            else:
+                errors.write(kept)
+                stats.errors += 1
+                stats.retryable += is_retryable_record(kept)
+            group = next(outcomes, None)
+        while group is not None:
+            stats.strays += len(group[1])
+            _drop(usage, group[1])
+            group = next(outcomes, None)
+    stats.tokens = TokenCounts(**usage)
+    return stats
+
+
+def fail_all(
+    part_input: BinaryIO, errors: BinaryIO, error: Mapping[str, Any], retryable: bool
+) -> int:
+    """An error record for every line of ``part_input`` (the whole job failed, expired, was
+    cancelled, or the work was cancelled before submission). Returns the count."""
+    body = normalize_error({"error": dict(error)})
+    count = 0
+    for staged in part_input:
+        errors.write(error_record(staged_line_number(staged), body, retryable))
+        count += 1
+    return count
+
+
+def retryable_lines(errors: BinaryIO) -> Iterator[int]:
+    """Line numbers of the retryable records of an errors file, in its (line) order."""
+    for record in errors:
+        if is_retryable_record(record):
+            yield record_line_number(record)
+
+
+def select_lines(part_input: BinaryIO, lines: Iterable[int], out: BinaryIO) -> int:
+    """Copy the staged lines whose numbers are in ``lines`` (ascending) to ``out``."""
+    count = 0
+    for record in _selected([part_input], lines):
+        out.write(record)
+        count += 1
+    return count
+
+
+def stage_parts(
+    sources: Iterable[BinaryIO],
+    wanted: Iterable[int],
+    open_part: Callable[[int], AbstractContextManager[BinaryIO]],
+    *,
+    max_bytes: int,
+    max_requests: int,
+    min_parts: int = 1,
+    total: int | None = None,
+) -> list[StagedFile]:
+    """Stage the lines ``wanted`` (ascending) from ``sources`` (staged files, each in line
+    order, e.g. the previous attempt's parts) into parts ``open_part(0)``, ``open_part(1)``...
+
+    Parts are cut under ``max_bytes``/``max_requests`` like shards. ``min_parts`` asks for at
+    least that many parts (``2`` halves an expired job): each part then holds at most
+    ``ceil(total / min_parts)`` requests, ``total`` being how many lines are wanted (taken
+    from ``len(wanted)`` when not given). A single request cannot be split further. A wanted
+    line missing from ``sources`` is a RunError: the records disagree.
+    """
+    if min_parts > 1:
+        if total is None:
+            if not isinstance(wanted, Sized):
+                raise ValueError("stage_parts: min_parts > 1 needs total (or a sized wanted)")
+            total = len(wanted)
+        max_requests = min(max_requests, max(1, -(-total // min_parts)))
+    parts: list[StagedFile] = []
+    with ExitStack() as stack:
+        writer: BinaryIO | None = None
+        requests = size = tokens = first = last = 0
+        for record in _selected(sources, wanted):
+            line = staged_line_number(record)
+            if writer is not None and must_cut(
+                requests, size, len(record), max_bytes=max_bytes, max_requests=max_requests
+            ):
+                stack.close()
+                parts.append(
+                    StagedFile(
+                        index=len(parts),
+                        requests=requests,
+                        bytes=size,
+                        first_line=first,
+                        last_line=last,
+                        estimated_tokens=tokens,
+                    )
+                )
+                writer = None
+            if writer is None:
+                writer = stack.enter_context(open_part(len(parts)))
+                requests = size = tokens = 0
+                first = line
+            writer.write(record)
+            requests += 1
+            size += len(record)
+            tokens += estimate_tokens(orjson.loads(record)["request"])
+            last = line
+        if writer is not None:
+            stack.close()
+            parts.append(
+                StagedFile(
+                    index=len(parts),
+                    requests=requests,
+                    bytes=size,
+                    first_line=first,
+                    last_line=last,
+                    estimated_tokens=tokens,
+                )
+            )
+    return parts
+
+
+def _selected(sources: Iterable[BinaryIO], wanted: Iterable[int]) -> Iterator[bytes]:
+    merged = heapq.merge(*sources, key=staged_line_number)
+    for line in wanted:
+        for record in merged:
+            number = staged_line_number(record)
+            if number == line:
+                yield record
+                break
+            if number > line:
+                raise RunError(f"line {line} is not in the staged input")
+        else:
+            raise RunError(f"line {line} is not in the staged input")
+
+
+def _parse(raw: bytes) -> Any:
+    """orjson, falling back to the standard library for what orjson refuses but a provider
+    might still send (NaN, infinities; they are written back as null): such a line is still
+    an answer for its key, not a stray. None when the line is not JSON at all."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+
+
+def _line_of(line: dict[str, Any]) -> int | None:
+    key = line.get("key")
+    if key is None:
+        metadata = line.get("metadata")
+        key = metadata.get("key") if type(metadata) is dict else None
+    if type(key) is str and key.isascii() and key.isdigit() and key[0] != "0":
+        return int(key)
+    return None
+
+
+def _grouped(records: Iterator[bytes]) -> Iterator[tuple[int, list[bytes]]]:
+    """Sorted outcome records grouped by line."""
+    current = 0
+    group: list[bytes] = []
+    for record in records:
+        number = record_line_number(record)
+        if number != current and group:
+            yield current, group
+            group = []
+        current = number
+        group.append(record)
+    if group:
+        yield current, group
+
+
+def _keep(group: list[bytes]) -> bytes:
+    for record in group:
+        if is_result_record(record):
+            return record
+    return group[0]
+
+
+def _add_usage(usage: dict[str, int], response: Mapping[str, Any], sign: int) -> None:
+    metadata = response.get("usageMetadata")
+    if type(metadata) is not dict:
+        return
+    for field, name in _USAGE:
+        value = metadata.get(field)
+        if type(value) is int:
+            usage[name] += sign * value
+
+
+def _drop(usage: dict[str, int], records: Iterable[bytes]) -> None:
+    """Take dropped responses (duplicates, strays) back out of the token sums."""
+    for record in records:
+        if is_result_record(record):
+            _add_usage(usage, orjson.loads(record)["response"], -1)

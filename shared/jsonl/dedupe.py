@@ -1,0 +1,137 @@
+"""Duplicate keys over tens of millions of lines, in small memory.
+
+During the planner's single pass every accepted key is hashed (BLAKE2b, 128 bits) and the
+hash is appended with its line number to one of 256 partitions (chosen by the hash's first
+byte), each buffered in memory up to 32 KiB and then appended to its file on local disk.
+After the pass each partition is read on its own into a dict ``hash -> first line``: a
+later line whose hash is already there is a duplicate of that first line. Memory: the
+write buffers (8 MiB at most), then one partition's dict, about 1/256 of the keys: for 50 M
+keys about 200 k entries (~25 MB). Disk: 24 bytes per key.
+
+Hash equality is taken as key equality. Two different keys share a 128-bit hash with
+probability about n²/2¹²⁹ — around 4·10⁻²⁴ for 50 M keys — far below the odds of a disk
+error, so no second check is made.
+
+The pass also asks, for each key, "might this be a duplicate?" from a Bloom filter (3 bits
+per key in ``bloom_bytes``, default 16 MiB). It never says no for a real duplicate, so the
+planner keeps the raw text of only those lines to write their rejections later; with the
+default filter a false "maybe" costs a little disk, about 1 % of lines at 10 M keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from types import TracebackType
+from typing import NamedTuple
+
+from shared.jsonl.sort import LineSorter
+
+PARTITIONS = 256
+DEFAULT_BLOOM_BYTES = 16 * 1024 * 1024
+_RECORD = struct.Struct("<16sQ")
+#: A partition's records are buffered in memory up to this size (256 x 32 KiB = 8 MiB).
+_FLUSH_BYTES = 32 * 1024
+
+
+class Duplicate(NamedTuple):
+    """Line ``line`` repeats the key first seen on line ``first_line``."""
+
+    line: int
+    first_line: int
+
+
+class KeyLog:
+    """Collects (key hash, line) pairs on disk; finds duplicates once the pass is over."""
+
+    def __init__(
+        self,
+        tmp_dir: str | None = None,
+        *,
+        bloom_bytes: int = DEFAULT_BLOOM_BYTES,
+        memory_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        if bloom_bytes < 1 or bloom_bytes & (bloom_bytes - 1):
+            raise ValueError("bloom_bytes must be a power of two")
+        self._dir = tempfile.mkdtemp(prefix="keylog-", dir=tmp_dir)
+        self._tmp_dir = tmp_dir
+        self._memory = memory_bytes
+        self._buffers = [bytearray() for _ in range(PARTITIONS)]
+        self._bloom = bytearray(bloom_bytes)
+        self._mask = bloom_bytes * 8 - 1
+        self.count = 0
+
+    def add(self, key: str, line: int) -> bool:
+        """Record ``key`` on ``line`` (lines must come in increasing order); True when the key
+        may have been added before (always True for a real duplicate)."""
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        buffer = self._buffers[digest[0]]
+        buffer += _RECORD.pack(digest, line)
+        if len(buffer) >= _FLUSH_BYTES:
+            self._flush(digest[0])
+        self.count += 1
+        value = int.from_bytes(digest, "little")
+        mask = self._mask
+        bloom = self._bloom
+        maybe = True
+        for index in (value & mask, (value >> 42) & mask, (value >> 84) & mask):
+            position = index >> 3
+            bit = 1 << (index & 7)
+            byte = bloom[position]
+            if not byte & bit:
+                maybe = False
+                bloom[position] = byte | bit
+        return maybe
+
+    def duplicates(self) -> Iterator[Duplicate]:
+        """Every duplicate, in line order. Call once, after the last ``add``."""
+        self._bloom = bytearray()
+        with LineSorter(_first_int, memory_bytes=self._memory, tmp_dir=self._tmp_dir) as sorter:
+            for index in range(PARTITIONS):
+                data = bytes(self._buffers[index])
+                self._buffers[index] = bytearray()
+                path = self._path(index)
+                if os.path.exists(path):
+                    with open(path, "rb") as handle:
+                        data = handle.read() + data  # one partition: ~1/256 of 24 B per key
+                    os.unlink(path)
+                first: dict[bytes, int] = {}
+                for digest, line in _RECORD.iter_unpack(data):
+                    seen = first.setdefault(digest, line)
+                    if seen != line:
+                        sorter.add(b"%d %d\n" % (line, seen))
+            for record in sorter.sorted():
+                later, earlier = record.split()
+                yield Duplicate(int(later), int(earlier))
+
+    def close(self) -> None:
+        self._buffers = []
+        for name in os.listdir(self._dir):
+            os.unlink(os.path.join(self._dir, name))
+        os.rmdir(self._dir)
+
+    def _path(self, index: int) -> str:
+        return os.path.join(self._dir, f"{index:03d}")
+
+    def _flush(self, index: int) -> None:
+        with open(self._path(index), "ab") as handle:
+            handle.write(self._buffers[index])
+        self._buffers[index] = bytearray()
+
+    def __enter__(self) -> KeyLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _first_int(record: bytes) -> int:
+    return int(record[: record.index(b" ")])

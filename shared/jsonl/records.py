@@ -1,0 +1,82 @@
+"""Byte formats of Shardline's own JSONL files, built and read by slicing, not parsing.
+
+Every file we write starts its lines with a fixed prefix, so the line number of a record can
+be read without a JSON parse (orjson never inserts spaces, so the prefixes are exact):
+
+- staged provider input: ``{"key":"<N>","request":{...}}``
+- sidecar: ``{"line":N,"key":"<user key>"[,"extra":{...}]}``
+- outcomes: ``{"line":N,"response":{...}}`` and
+  ``{"line":N,"error":{"code":..,"message":..,"status":..},"retryable":true|false}``
+
+A line of ours that does not have its prefix means the run's records are corrupt: RunError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from shared.errors import RunError
+
+STAGED_PREFIX = b'{"key":"'
+RECORD_PREFIX = b'{"line":'
+_RESPONSE_FIELD = b',"response":'
+_RETRYABLE_TAIL = b',"retryable":true}\n'
+
+
+def staged_line(line: int, request_json: bytes) -> bytes:
+    """The provider input line for input line ``line``: our key is the line number."""
+    return b'{"key":"%d","request":%b}\n' % (line, request_json)
+
+
+def staged_line_number(record: bytes) -> int:
+    """The input line number a staged line stands for."""
+    if not record.startswith(STAGED_PREFIX):
+        raise RunError(f"malformed staged line: {record[:80]!r}")
+    try:
+        return int(record[8 : record.index(b'"', 8)])
+    except ValueError as exc:
+        raise RunError(f"malformed staged line: {record[:80]!r}") from exc
+
+
+def record_line_number(record: bytes) -> int:
+    """The input line number of a sidecar or outcome record."""
+    if not record.startswith(RECORD_PREFIX):
+        raise RunError(f"malformed record: {record[:80]!r}")
+    try:
+        return int(record[8 : record.index(b",", 8)])
+    except ValueError as exc:
+        raise RunError(f"malformed record: {record[:80]!r}") from exc
+
+
+def sidecar_line(line: int, key: str, extra: dict[str, Any] | None) -> bytes:
+    if extra:
+        return orjson.dumps({"line": line, "key": key, "extra": extra}) + b"\n"
+    return b'{"line":%d,"key":%b}\n' % (line, orjson.dumps(key))
+
+
+def result_record(line: int, response_json: bytes) -> bytes:
+    return b'{"line":%d,"response":%b}\n' % (line, response_json)
+
+
+def error_record(line: int, error: dict[str, Any], retryable: bool) -> bytes:
+    return orjson.dumps({"line": line, "error": error, "retryable": retryable}) + b"\n"
+
+
+def is_result_record(record: bytes) -> bool:
+    comma = record.find(b",", 8)
+    return record.startswith(_RESPONSE_FIELD, comma)
+
+
+def response_json(record: bytes) -> bytes:
+    """The response of a result record, as the exact bytes we stored (no re-serialising)."""
+    comma = record.find(b",", 8)
+    if not record.startswith(_RESPONSE_FIELD, comma) or not record.endswith(b"}\n"):
+        raise RunError(f"malformed result record: {record[:80]!r}")
+    return record[comma + len(_RESPONSE_FIELD) : -2]
+
+
+def is_retryable_record(record: bytes) -> bool:
+    """Whether an error record is marked retryable (the flag is always its last field)."""
+    return record.endswith(_RETRYABLE_TAIL)

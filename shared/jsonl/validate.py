@@ -1,0 +1,149 @@
+"""Is one input line usable? A pure function of its bytes, its line number and the run's kind.
+
+Accepted forms:
+
+- keyed: ``{"key": "k", "request": {...}, <metadata>...}``; ``key`` is optional (absent:
+  ``line-N``) but when present must be a non-empty string; every other top-level field is
+  user metadata, returned on the output line, except ``response``, ``error`` and
+  ``attempts``, which the output line itself uses;
+- bare: the request object itself (no ``request`` and no ``key`` field), keyed ``line-N``.
+
+A request must look like the run's kind: a generate request needs a non-empty ``contents``
+list of objects; an embed request needs ``content``, one object (``EmbedContentRequest``;
+``contents`` is the generate form and is refused with a hint rather than passed on to fail
+at the provider). Everything else is left to the provider.
+
+A bare request is staged with its own bytes (trimmed), a keyed one re-serialised by orjson
+(values unchanged, except that orjson reads an integer beyond 64 bits as a float).
+Size limits and duplicate keys are the planner's business, not this function's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+Kind = Literal["generate", "embed"]
+
+RESERVED_FIELDS = ("response", "error", "attempts")
+_STRUCTURE = ("key", "request")
+_JSON_TYPES: dict[type, str] = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Accepted:
+    """A usable line: its user key, the request (object and JSON bytes) and its metadata."""
+
+    key: str
+    request: dict[str, Any]
+    request_json: bytes
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """An unusable line and why, in words meant for the person who wrote the file."""
+
+    reason: str
+
+
+def json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def check_line(raw: bytes, line_no: int, kind: Kind) -> Accepted | Rejected:
+    """Accept or reject one line (content without its terminator)."""
+    if not raw:
+        return Rejected("empty line")
+    if raw.isspace():
+        return Rejected("blank line")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Rejected(f"invalid UTF-8 at byte {bad.start + 1}: {bad.reason}")
+        return Rejected(f"invalid JSON: {exc}")
+    if type(obj) is not dict:
+        return Rejected(f"not a JSON object (got {json_type(obj)})")
+    if "request" in obj:
+        return _keyed(obj, line_no, kind)
+    return _bare(obj, raw, line_no, kind)
+
+
+def _keyed(obj: dict[str, Any], line_no: int, kind: Kind) -> Accepted | Rejected:
+    request = obj["request"]
+    if type(request) is not dict:
+        return Rejected(f"`request` must be an object (got {json_type(request)})")
+    if "key" in obj:
+        key = obj["key"]
+        if type(key) is not str:
+            return Rejected(f"`key` must be a string (got {json_type(key)})")
+        if not key:
+            return Rejected("`key` must not be empty")
+    else:
+        key = f"line-{line_no}"
+    extra: dict[str, Any] | None = None
+    if len(obj) > 1 + ("key" in obj):
+        extra = {name: value for name, value in obj.items() if name not in _STRUCTURE}
+        for name in RESERVED_FIELDS:
+            if name in extra:
+                return Rejected(
+                    f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
+                )
+    problem = request_problem(request, kind)
+    if problem is not None:
+        return Rejected(problem)
+    return Accepted(key, request, orjson.dumps(request), extra)
+
+
+def _bare(obj: dict[str, Any], raw: bytes, line_no: int, kind: Kind) -> Accepted | Rejected:
+    if "key" in obj:
+        return Rejected("has `key` but no `request` object")
+    marker = "contents" if kind == "generate" else "content"
+    if marker not in obj:
+        hint = "; `contents` is the generate form" if kind == "embed" and "contents" in obj else ""
+        return Rejected(
+            f"not a request: needs `request` (keyed line) or `{marker}` "
+            f"(a bare {kind} request){hint}"
+        )
+    problem = request_problem(obj, kind)
+    if problem is not None:
+        return Rejected(problem)
+    return Accepted(f"line-{line_no}", obj, raw.strip())
+
+
+def request_problem(request: dict[str, Any], kind: Kind) -> str | None:
+    """What makes ``request`` unusable for ``kind``, or None (minimal, cheap checks)."""
+    if kind == "generate":
+        contents = request.get("contents")
+        if type(contents) is not list or not contents:
+            got = _got(request, "contents")
+            if type(contents) is list:
+                got = "got an empty list"
+            return f"generate request needs a non-empty `contents` list ({got})"
+        for index, item in enumerate(contents):
+            if type(item) is not dict:
+                return f"`contents[{index}]` must be an object (got {json_type(item)})"
+        return None
+    content = request.get("content")
+    if type(content) is not dict:
+        got = _got(request, "content")
+        hint = "; `contents` is the generate form" if "contents" in request else ""
+        return f"embed request needs `content`, an object ({got}){hint}"
+    return None
+
+
+def _got(obj: dict[str, Any], field: str) -> str:
+    return f"got {json_type(obj[field])}" if field in obj else "missing"

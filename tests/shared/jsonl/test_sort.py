@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from shared.jsonl.records import record_line_number
+from shared.jsonl.sort import LineSorter
+
+
+def records(count: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    # keys repeat so stability shows: the tag is the arrival index
+    return [
+        b'{"line":%d,"tag":%d}\n' % (rng.randrange(count // 3 + 1), index) for index in range(count)
+    ]
+
+
+def stable_sorted(lines: list[bytes]) -> list[bytes]:
+    return sorted(lines, key=record_line_number)
+
+
+def test_in_memory_when_it_fits(tmp_path: Path):
+    lines = records(500)
+    with LineSorter(record_line_number, tmp_dir=str(tmp_path)) as sorter:
+        for line in lines:
+            sorter.add(line)
+        assert list(sorter.sorted()) == stable_sorted(lines)
+        assert sorter.runs == 0
+
+
+@pytest.mark.parametrize("fan_in", [2, 3, 64])
+def test_tiny_budget_forces_many_runs_and_stays_stable(tmp_path: Path, fan_in: int):
+    lines = records(5000)
+    with LineSorter(
+        record_line_number, memory_bytes=4000, tmp_dir=str(tmp_path), fan_in=fan_in
+    ) as sorter:
+        for line in lines:
+            sorter.add(line)
+        assert sorter.runs > 100
+        assert list(sorter.sorted()) == stable_sorted(lines)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_final_newline_is_supplied(tmp_path: Path):
+    with LineSorter(record_line_number, tmp_dir=str(tmp_path)) as sorter:
+        sorter.add(b'{"line":2,"x":1}')
+        sorter.add(b'{"line":1,"x":1}\n')
+        assert list(sorter.sorted()) == [b'{"line":1,"x":1}\n', b'{"line":2,"x":1}\n']
+
+
+def test_close_midway_removes_runs(tmp_path: Path):
+    sorter = LineSorter(record_line_number, memory_bytes=500, tmp_dir=str(tmp_path))
+    for line in records(200):
+        sorter.add(line)
+    assert sorter.runs > 0
+    sorter.close()
+    assert list(tmp_path.iterdir()) == []
