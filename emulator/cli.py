@@ -6,7 +6,10 @@ Flags override ``EMULATOR_*`` environment variables, which override the defaults
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,24 @@ from pydantic import ValidationError
 
 from emulator.app import create_app
 from emulator.config import EmulatorConfig, config_from_env, load_faults
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but SIGTERM/SIGINT end with exit code 0 after the graceful shutdown.
+
+    (uvicorn re-raises the signal once it has shut down; a supervisor would log a crash.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,5 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(time scale {config.time_scale:g}x, data {config.data_dir or 'temporary'})",
         flush=True,
     )
-    uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level)
+    server = _Server(
+        uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level)
+    )
+    server.run()
     return 0
