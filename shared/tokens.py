@@ -24,7 +24,6 @@ import orjson
 
 CHARS_PER_TOKEN = 4
 MEDIA_PART_TOKENS = 258
-_CONTENT_LISTS = ("contents",)
 _CONTENT_OBJECTS = ("content", "systemInstruction", "system_instruction")
 _MEDIA = ("inlineData", "inline_data", "fileData", "file_data")
 _TOOLING = ("tools", "toolConfig", "tool_config")
@@ -34,19 +33,15 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
     """Estimated input tokens of one ``GenerateContentRequest`` or ``EmbedContentRequest``."""
     chars = 0
     media = 0
-    contents: list[Any] = []
-    for name in _CONTENT_LISTS:
-        value = request.get(name)
-        if type(value) is list:
-            contents.extend(value)
+    contents = request.get("contents")
+    if type(contents) is not list:
+        contents = []
     for name in _CONTENT_OBJECTS:
         value = request.get(name)
         if value is not None:
-            contents.append(value)
+            contents = [*contents, value]
     for content in contents:
-        if type(content) is not dict:
-            continue
-        parts = content.get("parts")
+        parts = content.get("parts") if type(content) is dict else None
         if type(parts) is not list:
             continue
         for part in parts:

@@ -174,25 +174,28 @@ def collect_output(
 ) -> CollectStats:
     """Split ``output`` into ``results`` and ``errors``, one outcome per part-input line,
     both sorted by line. ``memory_bytes`` bounds the sort's buffer."""
-    stats = CollectStats()
     usage = dict.fromkeys((name for _, name in _USAGE), 0)
+    output_lines = strays = duplicates = lines = responses = failures = retryables = missing = 0
     with LineSorter(record_line_number, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
+        add = sorter.add
         for raw in output:
             if raw.isspace():
                 continue
-            stats.output_lines += 1
+            output_lines += 1
             line = _parse(raw)
             number = _line_of(line) if type(line) is dict else None
             if number is None:
-                stats.strays += 1
+                strays += 1
                 continue
             response = line.get("response")
             if type(response) is dict:
-                sorter.add(result_record(number, orjson.dumps(response)))
-                _add_usage(usage, response, 1)
+                add(result_record(number, orjson.dumps(response)))
+                metadata = response.get("usageMetadata")
+                if metadata is not None:
+                    _add_usage(usage, metadata, 1)
             else:
                 error = normalize_error(line)
-                sorter.add(error_record(number, error, retryable(error)))
+                add(error_record(number, error, retryable(error)))
         outcomes = _grouped(sorter.sorted())
         group = next(outcomes, None)
         previous = 0
@@ -201,34 +204,45 @@ def collect_output(
             if number <= previous:
                 raise RunError(f"part input is not in line order at line {number}")
             previous = number
-            stats.lines += 1
+            lines += 1
             while group is not None and group[0] < number:
-                stats.strays += len(group[1])
+                strays += len(group[1])
                 _drop(usage, group[1])
                 group = next(outcomes, None)
             if group is None or group[0] != number:
                 errors.write(error_record(number, MISSING_ERROR, True))
-                stats.errors += 1
-                stats.missing += 1
-                stats.retryable += 1
+                failures += 1
+                missing += 1
+                retryables += 1
                 continue
-            kept = _keep(group[1])
-            stats.duplicates += len(group[1]) - 1
-            _drop(usage, [record for record in group[1] if record is not kept])
+            records = group[1]
+            kept = records[0] if len(records) == 1 else _keep(records)
+            if len(records) > 1:
+                duplicates += len(records) - 1
+                _drop(usage, [record for record in records if record is not kept])
             if is_result_record(kept):
                 results.write(kept)
-                stats.responses += 1
+                responses += 1
             else:
                 errors.write(kept)
-                stats.errors += 1
-                stats.retryable += is_retryable_record(kept)
+                failures += 1
+                retryables += is_retryable_record(kept)
             group = next(outcomes, None)
         while group is not None:
-            stats.strays += len(group[1])
+            strays += len(group[1])
             _drop(usage, group[1])
             group = next(outcomes, None)
-    stats.tokens = TokenCounts(**usage)
-    return stats
+    return CollectStats(
+        lines=lines,
+        responses=responses,
+        errors=failures,
+        retryable=retryables,
+        missing=missing,
+        strays=strays,
+        duplicates=duplicates,
+        output_lines=output_lines,
+        tokens=TokenCounts(**usage),
+    )
 
 
 def fail_all(
@@ -389,8 +403,7 @@ def _keep(group: list[bytes]) -> bytes:
     return group[0]
 
 
-def _add_usage(usage: dict[str, int], response: Mapping[str, Any], sign: int) -> None:
-    metadata = response.get("usageMetadata")
+def _add_usage(usage: dict[str, int], metadata: object, sign: int) -> None:
     if type(metadata) is not dict:
         return
     for field, name in _USAGE:
@@ -403,4 +416,4 @@ def _drop(usage: dict[str, int], records: Iterable[bytes]) -> None:
     """Take dropped responses (duplicates, strays) back out of the token sums."""
     for record in records:
         if is_result_record(record):
-            _add_usage(usage, orjson.loads(record)["response"], -1)
+            _add_usage(usage, orjson.loads(record)["response"].get("usageMetadata"), -1)

@@ -67,23 +67,33 @@ class KeyLog:
     def add(self, key: str, line: int) -> bool:
         """Record ``key`` on ``line`` (lines must come in increasing order); True when the key
         may have been added before (always True for a real duplicate)."""
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         buffer = self._buffers[digest[0]]
-        buffer += _RECORD.pack(digest, line)
+        buffer += digest
+        buffer += line.to_bytes(8, "little")
         if len(buffer) >= _FLUSH_BYTES:
             self._flush(digest[0])
         self.count += 1
+        # Three probes from disjoint bit ranges of the hash, unrolled: this runs per line.
         value = int.from_bytes(digest, "little")
         mask = self._mask
         bloom = self._bloom
         maybe = True
-        for index in (value & mask, (value >> 42) & mask, (value >> 84) & mask):
-            position = index >> 3
-            bit = 1 << (index & 7)
-            byte = bloom[position]
-            if not byte & bit:
-                maybe = False
-                bloom[position] = byte | bit
+        index = value & mask
+        byte, bit = index >> 3, 1 << (index & 7)
+        if not bloom[byte] & bit:
+            bloom[byte] |= bit
+            maybe = False
+        index = (value >> 42) & mask
+        byte, bit = index >> 3, 1 << (index & 7)
+        if not bloom[byte] & bit:
+            bloom[byte] |= bit
+            maybe = False
+        index = (value >> 84) & mask
+        byte, bit = index >> 3, 1 << (index & 7)
+        if not bloom[byte] & bit:
+            bloom[byte] |= bit
+            maybe = False
         return maybe
 
     def duplicates(self) -> Iterator[Duplicate]:

@@ -40,7 +40,7 @@ _JSON_TYPES: dict[type, str] = {
 }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Accepted:
     """A usable line: its user key, the request (object and JSON bytes) and its metadata."""
 
@@ -50,7 +50,7 @@ class Accepted:
     extra: dict[str, Any] | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Rejected:
     """An unusable line and why, in words meant for the person who wrote the file."""
 
@@ -97,11 +97,11 @@ def _keyed(obj: dict[str, Any], line_no: int, kind: Kind) -> Accepted | Rejected
     extra: dict[str, Any] | None = None
     if len(obj) > 1 + ("key" in obj):
         extra = {name: value for name, value in obj.items() if name not in _STRUCTURE}
-        for name in RESERVED_FIELDS:
-            if name in extra:
-                return Rejected(
-                    f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
-                )
+        if not extra.keys().isdisjoint(RESERVED_FIELDS):
+            name = next(name for name in RESERVED_FIELDS if name in extra)
+            return Rejected(
+                f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
+            )
     problem = request_problem(request, kind)
     if problem is not None:
         return Rejected(problem)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import io
+
+import orjson
+
+from shared.jsonl import MISSING_ERROR, concat, finish_shard
+from shared.jsonl.records import error_record, result_record, sidecar_line
+from shared.storage.local import LocalStorage
+from tests.shared.jsonl.conftest import jsonl
+
+
+def results(*lines: int) -> io.BytesIO:
+    return io.BytesIO(b"".join(result_record(n, orjson.dumps({"text": f"r{n}"})) for n in lines))
+
+
+def errors(*pairs: tuple[int, str]) -> io.BytesIO:
+    return io.BytesIO(
+        b"".join(
+            error_record(n, {"code": 500, "message": message, "status": "INTERNAL"}, True)
+            for n, message in pairs
+        )
+    )
+
+
+def sidecar() -> io.BytesIO:
+    return io.BytesIO(
+        sidecar_line(1, "a", {"doc": 1, "tags": ["x"]})
+        + sidecar_line(2, "b", None)
+        + sidecar_line(4, "d", {"zeta": True, "alpha": None})
+        + sidecar_line(5, "line-5", None)
+        + sidecar_line(7, "g", None)
+        + sidecar_line(8, "h", None)
+    )
+
+
+def test_finish_shard_across_three_attempts():
+    attempts = [
+        (1, results(1), errors((2, "a1"), (4, "a1"), (5, "a1"), (7, "a1"))),
+        # attempt 2 in two parts (an expired job halved)
+        (2, results(2), errors((4, "a2"))),
+        (2, results(), errors((5, "a2"), (7, "a2"))),
+        (3, results(4, 8), errors((5, "a3"))),
+        (3, results(99), errors()),  # an outcome for a line not in the sidecar
+    ]
+    out_results, out_errors = io.BytesIO(), io.BytesIO()
+    totals = finish_shard(sidecar(), attempts, out_results, out_errors)
+    assert out_results.getvalue().splitlines() == [
+        b'{"key":"a","doc":1,"tags":["x"],"response":{"text":"r1"}}',
+        b'{"key":"b","response":{"text":"r2"}}',
+        b'{"key":"d","zeta":true,"alpha":null,"response":{"text":"r4"}}',
+        b'{"key":"h","response":{"text":"r8"}}',
+    ]
+    error_lines = jsonl(out_errors.getvalue())
+    assert error_lines == [
+        {
+            "key": "line-5",
+            "error": {"code": 500, "message": "a3", "status": "INTERNAL"},
+            "attempts": 3,
+        },
+        {
+            "key": "g",
+            "error": {"code": 500, "message": "a2", "status": "INTERNAL"},
+            "attempts": 2,
+        },
+    ]
+    assert list(error_lines[0]) == ["key", "error", "attempts"]
+    assert totals.model_dump() == {
+        "lines": 6,
+        "results": 4,
+        "errors": 2,
+        "missing": 0,
+        "retried": 4,
+        "orphans": 1,
+    }
+
+
+def test_a_success_is_never_written_twice():
+    attempts = [(1, results(1), errors()), (2, results(1), errors((1, "late")))]
+    out = io.BytesIO()
+    totals = finish_shard(io.BytesIO(sidecar_line(1, "a", None)), attempts, out, io.BytesIO())
+    assert out.getvalue() == b'{"key":"a","response":{"text":"r1"}}\n'
+    assert totals.results == 1
+
+
+def test_a_line_without_outcome_is_missing_not_lost():
+    out_errors = io.BytesIO()
+    totals = finish_shard(sidecar(), [(1, results(1, 2, 4, 5), errors())], io.BytesIO(), out_errors)
+    assert jsonl(out_errors.getvalue()) == [
+        {"key": "g", "error": MISSING_ERROR, "attempts": 0},
+        {"key": "h", "error": MISSING_ERROR, "attempts": 0},
+    ]
+    assert (totals.lines, totals.results, totals.errors, totals.missing) == (6, 4, 2, 2)
+
+
+def test_concat_streams_shards_in_order(tmp_path):
+    store = LocalStorage(tmp_path, fsync=False)
+    store.write_bytes("s0/results.jsonl", b"a\nb\n")
+    store.write_bytes("s1/results.jsonl", b"")
+    store.write_bytes("s2/results.jsonl", b"c\n")
+    out = io.BytesIO()
+    keys = ["s0/results.jsonl", "s1/results.jsonl", "s2/results.jsonl"]
+    assert concat(store, keys, out) == 6
+    assert out.getvalue() == b"a\nb\nc\n"
