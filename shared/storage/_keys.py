@@ -63,8 +63,6 @@ def walk_order(name: str, is_dir: bool) -> str:
 def _check_segments(original: str, segments: list[str]) -> None:
     for segment in segments:
         if segment in {"", ".", ".."}:
-            raise ValueError(
-                f"invalid storage key {original!r}: empty, '.' or '..' path segment"
-            )
+            raise ValueError(f"invalid storage key {original!r}: empty, '.' or '..' path segment")
         if "\x00" in segment:
             raise ValueError(f"invalid storage key {original!r}: NUL character")

@@ -16,7 +16,8 @@ because S3-compatible servers need not list in key order (SeaweedFS lists ``a/b`
 GCS: ``GOOGLE_SERVICE_ACCOUNT`` (path), ``GOOGLE_SERVICE_ACCOUNT_KEY`` (JSON),
 ``GOOGLE_APPLICATION_CREDENTIALS``, else the metadata server. An emulator is reached with
 ``STORAGE_EMULATOR_HOST`` (the variable Google's own client libraries honour) or obstore's
-``GOOGLE_BASE_URL``; with an emulator and no credentials configured, requests go unsigned.
+``GOOGLE_BASE_URL``; with an emulator and no credentials configured, a dummy bearer token
+is sent.
 
 ``memory://name`` stores are process-global and named: every ``open_storage`` of the same
 name sees the same objects, which lets tests hand a URI to code that opens it itself.
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from obstore.store import GCSStore, MemoryStore, ObjectStore, S3Store
 
 if TYPE_CHECKING:
-    from obstore.store import GCSConfig, S3Config
+    from obstore.store import GCSConfig, GCSCredential, GCSCredentialProvider, S3Config
 
 _GOOGLE_CREDENTIAL_VARS = (
     "GOOGLE_SERVICE_ACCOUNT",
@@ -86,13 +87,20 @@ def gcs_backend(
     effective = emulator or os.environ.get("GOOGLE_BASE_URL")
     if allow_http is None:
         allow_http = _is_http(effective)
-    unsigned = bool(emulator) and not any(os.environ.get(v) for v in _GOOGLE_CREDENTIAL_VARS)
     config: GCSConfig = {}
+    provider: GCSCredentialProvider | None = None
     if emulator:
         config["base_url"] = emulator
-    if unsigned:
-        config["skip_signature"] = True
-    store = GCSStore(bucket, config=config, client_options={"allow_http": allow_http})
+        if not any(os.environ.get(name) for name in _GOOGLE_CREDENTIAL_VARS):
+            # Emulators accept any token; without one obstore would ask the instance
+            # metadata server (169.254.169.254), which a laptop or CI box does not have.
+            provider = _emulator_token
+    store = GCSStore(
+        bucket,
+        config=config,
+        client_options={"allow_http": allow_http},
+        credential_provider=provider,
+    )
     return Backend(store=store, uri=f"gs://{bucket}", sorted_listing=True)
 
 
@@ -103,6 +111,10 @@ def memory_backend(name: str) -> Backend:
         if store is None:
             store = _memory_stores[name] = MemoryStore()
     return Backend(store=store, uri=f"memory://{name}", sorted_listing=True)
+
+
+def _emulator_token() -> GCSCredential:
+    return {"token": "emulator", "expires_at": None}
 
 
 def _env_first(*names: str) -> str | None:

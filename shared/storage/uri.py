@@ -116,4 +116,3 @@ def _parse(uri: str) -> tuple[str, str, str]:
             "only a bucket; credentials and endpoints come from the environment"
         )
     return ("gs" if scheme == "gcs" else scheme), parts.netloc, parts.path
-
