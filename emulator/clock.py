@@ -32,10 +32,6 @@ class EmulatedClock:
             self._anchor_emulated += seconds
         return self.now()
 
-    def real_seconds(self, emulated_seconds: float) -> float:
-        """How long ``emulated_seconds`` take in real time at the current scale."""
-        return emulated_seconds / self._scale
-
 
 def rfc3339(timestamp: float) -> str:
     """Google's timestamp form: UTC, nanosecond precision, ``Z`` suffix."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -295,3 +296,22 @@ def test_cancel_delete_and_list_paging(frozen: EmulatorHandle):
     assert pages == 2
     assert sorted(seen) == sorted(n for n in names if n != names[1])
     assert seen[0] == names[-1]  # newest first
+
+
+def test_hundreds_of_concurrent_jobs(emulator_factory):
+    """300 jobs created from 6 threads at once all finish, and the server keeps answering."""
+    emulator = emulator_factory(max_live_jobs_per_key=1000)
+
+    def create(start: int) -> list[str]:
+        with emulator.http() as client:
+            return [
+                create_inline_batch(client, [f"job {i}"]).json()["name"]
+                for i in range(start, start + 50)
+            ]
+
+    with ThreadPoolExecutor(6) as pool:
+        names = [name for batch in pool.map(create, range(0, 300, 50)) for name in batch]
+    assert len(set(names)) == 300
+    with emulator.http() as client:
+        states = {wait_done(client, name)["metadata"]["state"] for name in names}
+    assert states == {"BATCH_STATE_SUCCEEDED"}
