@@ -25,7 +25,12 @@ from pydantic import BaseModel
 
 from shared.errors import RunError
 from shared.jsonl.collect import MISSING_ERROR
-from shared.jsonl.records import is_result_record, record_line_number, response_json
+from shared.jsonl.records import (
+    is_result_record,
+    record_line_number,
+    response_json,
+    sidecar_head,
+)
 from shared.storage.base import Storage
 
 _COPY_CHUNK = 1 << 20
@@ -79,7 +84,7 @@ def finish_shard(
         while pending is not None and pending[0] == number:
             group.append(pending)
             pending = next(merged, None)
-        head = _head(side)
+        head = sidecar_head(side)
         if not group:
             errors_out.write(_error_line(head, MISSING_ERROR, 0))
             totals.errors += 1
@@ -119,16 +124,6 @@ def concat(storage: Storage, keys: Iterable[str], writer: BinaryIO) -> int:
 def _outcomes(records: BinaryIO, attempt: int, stream: int) -> Iterator[_Outcome]:
     for sequence, record in enumerate(records):
         yield record_line_number(record), attempt, stream, sequence, record
-
-
-def _head(side: bytes) -> bytes:
-    """``{"key":..,<metadata>`` — the user-facing line up to its outcome field."""
-    entry = orjson.loads(side)
-    head = b'{"key":' + orjson.dumps(entry["key"])
-    extra = entry.get("extra")
-    if extra:
-        head += b"," + orjson.dumps(extra)[1:-1]
-    return head
 
 
 def _error_line(head: bytes, error: object, attempts: int) -> bytes:

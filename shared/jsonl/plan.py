@@ -344,42 +344,45 @@ def _suspects(handle: BinaryIO) -> Iterator[tuple[int, str, bytes]]:
 
 
 def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> StagedFile:
-    """Rewrite a shard's input and sidecar without the lines listed in ``drop_path``."""
+    """Rewrite a shard's input and sidecar without the lines listed in ``drop_path``.
+
+    A dropped record is recognised by its prefix (``{"key":"N",`` / ``{"line":N,``), so the
+    kept ones are copied without being parsed."""
     if drop_path is None:
         return shard
-    requests = removed_bytes = removed_tokens = 0
-    first = last = 0
+    requests = removed_bytes = removed_tokens = first = 0
+    last = b""
     key = names.shard_input(shard.index)
     with (
         open(drop_path, "rb") as drop_file,
         out.open_read(key) as source,
         out.open_write(key) as target,
     ):
-        drops = (int(line) for line in drop_file)
+        drops = (b'{"key":"%d",' % int(line) for line in drop_file)
         drop = next(drops, None)
         for record in source:
-            line = staged_line_number(record)
-            if line == drop:
+            if drop is not None and record.startswith(drop):
                 removed_bytes += len(record)
                 removed_tokens += estimate_tokens(orjson.loads(record)["request"])
                 drop = next(drops, None)
                 continue
             target.write(record)
             requests += 1
-            first = first or line
-            last = line
+            last = record
+            if not first:
+                first = staged_line_number(record)
         if drop is not None:
-            raise RunError(f"plan: line {drop} is not in shard {shard.index}")
+            raise RunError(f"plan: {drop!r} is not in shard {shard.index}")
     key = names.shard_sidecar(shard.index)
     with (
         open(drop_path, "rb") as drop_file,
         out.open_read(key) as source,
         out.open_write(key) as target,
     ):
-        drops = (int(line) for line in drop_file)
+        drops = (b'{"line":%d,' % int(line) for line in drop_file)
         drop = next(drops, None)
         for record in source:
-            if record_line_number(record) == drop:
+            if drop is not None and record.startswith(drop):
                 drop = next(drops, None)
                 continue
             target.write(record)
@@ -391,7 +394,7 @@ def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> Stage
         requests=requests,
         bytes=shard.bytes - removed_bytes,
         first_line=first,
-        last_line=last,
+        last_line=staged_line_number(last) if last else 0,
         estimated_tokens=shard.estimated_tokens - removed_tokens,
     )
 

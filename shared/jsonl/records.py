@@ -22,6 +22,7 @@ from shared.errors import RunError
 STAGED_PREFIX = b'{"key":"'
 RECORD_PREFIX = b'{"line":'
 _RESPONSE_FIELD = b',"response":'
+_EXTRA_FIELD = b',"extra":{'
 _RETRYABLE_TAIL = b',"retryable":true}\n'
 
 
@@ -54,6 +55,19 @@ def sidecar_line(line: int, key: str, extra: dict[str, Any] | None) -> bytes:
     if extra:
         return orjson.dumps({"line": line, "key": key, "extra": extra}) + b"\n"
     return b'{"line":%d,"key":%b}\n' % (line, orjson.dumps(key))
+
+
+def sidecar_head(record: bytes) -> bytes:
+    """``{"key":<key>[,<metadata fields>]`` from a sidecar record, by slicing: the user-facing
+    line up to its outcome field. ``,"extra":{`` cannot occur inside the key's JSON string
+    (its quotes would be escaped), so its first occurrence is the field separator."""
+    comma = record.find(b",", 8)
+    if not record.startswith(b'"key":', comma + 1) or not record.endswith(b"}\n"):
+        raise RunError(f"malformed sidecar record: {record[:80]!r}")
+    extra = record.find(_EXTRA_FIELD, comma)
+    if extra == -1:
+        return b"{" + record[comma + 1 : -2]
+    return b"{" + record[comma + 1 : extra + 1] + record[extra + len(_EXTRA_FIELD) : -3]
 
 
 def result_record(line: int, response_json: bytes) -> bytes:

@@ -102,3 +102,18 @@ def test_concat_streams_shards_in_order(tmp_path):
     keys = ["s0/results.jsonl", "s1/results.jsonl", "s2/results.jsonl"]
     assert concat(store, keys, out) == 6
     assert out.getvalue() == b"a\nb\nc\n"
+
+
+def test_sidecar_head_slices_what_a_parse_would_build():
+    from shared.jsonl.records import sidecar_head
+
+    cases = [
+        ("a", None),
+        ('tricky ,"extra":{ "key" \\', {"extra": {"n": 1}, "x": [1, {"y": "}}"}]}),
+        ("é😀", {"doc": 7}),
+    ]
+    for key, extra in cases:
+        head = sidecar_head(sidecar_line(3, key, extra))
+        line = orjson.loads(head + b"}")
+        assert line == {"key": key, **(extra or {})}
+        assert list(line) == ["key", *(extra or {})]
