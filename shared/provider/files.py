@@ -68,6 +68,32 @@ def _read_chunk(reader: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+class _ChunkBody:
+    """A chunk as a request body: sent in slices, and forgotten once sent.
+
+    Slices, because the transport copies what is left of a buffer after each partial socket
+    send (``buffer = buffer[n:]``): one 8 MiB ``bytes`` body would briefly cost two chunks.
+    Forgotten, because httpx keeps a sent request alive until the cyclic garbage collector
+    runs (a response and its stream refer to each other), so a body kept on the request
+    would let several chunks pile up between collections.
+    """
+
+    SLICE = 1024 * 1024
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, self._data = self._data, None
+        if not data:
+            return
+        view = memoryview(data)
+        del data
+        with view:
+            for start in range(0, len(view), self.SLICE):
+                yield view[start : start + self.SLICE].tobytes()
+
+
 def _upload_status(url: str, response: httpx.Response) -> UploadStatus:
     raw = response.headers.get(_STATUS, "").strip().lower()
     try:
@@ -230,10 +256,11 @@ class FilesAPI(ClientCore):
                 self._request(
                     "POST",
                     url,
-                    content=chunk,
+                    content=_ChunkBody(chunk),
                     headers={
                         "X-Goog-Upload-Command": "upload, finalize" if last else "upload",
                         "X-Goog-Upload-Offset": str(offset),
+                        "Content-Length": str(len(chunk)),
                         "Content-Type": "application/octet-stream",
                     },
                     authorized=False,

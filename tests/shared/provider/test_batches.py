@@ -3,6 +3,8 @@ the end, stream the responses file, list pages, cancel, delete, ownership."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 
@@ -194,3 +196,28 @@ def test_create_arguments_checked_locally(client, emulator, kwargs):
     with pytest.raises(ValueError):
         client.create_batch(GENERATE, display_name="x", **kwargs)
     assert emulator.stats()["requests"] == {}
+
+
+def test_download_falls_back_to_the_next_path_on_404(client, emulator):
+    created = client.create_batch(GENERATE, display_name="dl", file_name=_upload_one(client).name)
+    job = poll(client, created.name)
+    assert job.responses_file is not None
+
+    client.download_paths = ("/nowhere/{version}/{name}:download", "/{version}/{name}:download")
+    with client.download(job.responses_file) as chunks:
+        assert json.loads(b"".join(chunks).splitlines()[0])["key"] == "only"
+    assert emulator.stats()["requests"]["files.download"] == 1
+
+    client.download_paths = ("/nowhere/{version}/{name}:download",)
+    with pytest.raises(NotFoundError), client.download(job.responses_file):
+        pass
+
+
+def _upload_one(client: GeminiClient):
+    data = b'{"key":"only","request":{"contents":[{"parts":[{"text":"hi"}]}]}}\n'
+
+    @contextlib.contextmanager
+    def reader(offset: int):
+        yield io.BytesIO(data[offset:])
+
+    return client.upload(reader, len(data))

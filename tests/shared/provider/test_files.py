@@ -3,6 +3,8 @@ get/list/delete, and the download path fallback."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from shared.errors import NotFoundError, ProviderClientError, UploadStateError
@@ -141,3 +143,19 @@ def test_names_are_validated_before_any_call(client, emulator):
     with pytest.raises(ValueError):
         client.get_file("files/../batches/x")
     assert emulator.stats()["requests"] == {}
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_upload_holds_one_chunk_in_memory(client, emulator, big_source: LocalSource, drop):
+    """Python heap peak (client and the in-process emulator together) stays near one chunk."""
+    if drop:
+        emulator.set_faults({"drops": [{"skip": 1, "after_bytes": 3_000_000, "times": 1}]})
+    tracemalloc.start()
+    try:
+        file = client.upload(big_source.open_at, big_source.size)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert file.size_bytes == big_source.size
+    assert big_source.size > 2 * GRANULARITY
+    assert peak < GRANULARITY + 4 * 1024 * 1024
