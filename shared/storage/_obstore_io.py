@@ -19,6 +19,7 @@ reuses its buffer.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 from contextlib import suppress
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 #: (``FileNotFoundError`` for a missing object).
 OBSTORE_ERRORS = (ObstoreError, OSError)
 _MESSAGE_LIMIT = 300
+logger = logging.getLogger(__name__)
 
 
 def storage_error(exc: BaseException, action: str, uri: str) -> StorageError:
@@ -57,7 +59,10 @@ def storage_error(exc: BaseException, action: str, uri: str) -> StorageError:
 
 
 class ObjectReader(io.RawIOBase):
-    """A raw, forward-only stream of one object from ``offset``, resuming broken GETs."""
+    """A raw, forward-only stream of one object from ``offset``, resuming broken GETs.
+
+    ``resumes`` counts the GETs reopened after a failure (for logs and tests).
+    """
 
     def __init__(
         self, store: ObjectStore, path: str, *, uri: str, offset: int, chunk_bytes: int
@@ -73,6 +78,7 @@ class ObjectReader(io.RawIOBase):
         self._chunks: Iterator[bytes] | None = None
         self._view = memoryview(b"")
         self._progress = False
+        self.resumes = 0
         self._open()
 
     def readable(self) -> bool:
@@ -91,6 +97,13 @@ class ObjectReader(io.RawIOBase):
             except OBSTORE_ERRORS as exc:
                 if not self._progress or isinstance(exc, FileNotFoundError):
                     raise storage_error(exc, "read", self._uri) from exc
+                self.resumes += 1
+                logger.info(
+                    "resuming read of %s at byte %d after: %s",
+                    self._uri,
+                    self._pos,
+                    storage_error(exc, "read", self._uri),
+                )
                 self._open()
                 continue
             self._view = memoryview(chunk)
