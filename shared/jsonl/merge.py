@@ -68,7 +68,7 @@ def finish_shard(
         streams.append(_outcomes(results, attempt, len(streams)))
         streams.append(_outcomes(errors, attempt, len(streams)))
     merged = heapq.merge(*streams)
-    totals = ShardTotals()
+    lines = successes = failures = missing = retried = orphans = 0
     pending = next(merged, None)
     previous = 0
     for side in sidecar:
@@ -76,9 +76,9 @@ def finish_shard(
         if number <= previous:
             raise RunError(f"sidecar is not in line order at line {number}")
         previous = number
-        totals.lines += 1
+        lines += 1
         while pending is not None and pending[0] < number:
-            totals.orphans += 1
+            orphans += 1
             pending = next(merged, None)
         group: list[_Outcome] = []
         while pending is not None and pending[0] == number:
@@ -87,23 +87,30 @@ def finish_shard(
         head = sidecar_head(side)
         if not group:
             errors_out.write(_error_line(head, MISSING_ERROR, 0))
-            totals.errors += 1
-            totals.missing += 1
+            failures += 1
+            missing += 1
             continue
-        tried = len({outcome[1] for outcome in group})
-        totals.retried += tried > 1
+        tried = 1 if len(group) == 1 else len({outcome[1] for outcome in group})
+        retried += tried > 1
         success = next((outcome[4] for outcome in group if is_result_record(outcome[4])), None)
         if success is not None:
             results_out.write(b'%b,"response":%b}\n' % (head, response_json(success)))
-            totals.results += 1
+            successes += 1
         else:
             error = orjson.loads(group[-1][4])["error"]
             errors_out.write(_error_line(head, error, tried))
-            totals.errors += 1
+            failures += 1
     while pending is not None:
-        totals.orphans += 1
+        orphans += 1
         pending = next(merged, None)
-    return totals
+    return ShardTotals(
+        lines=lines,
+        results=successes,
+        errors=failures,
+        missing=missing,
+        retried=retried,
+        orphans=orphans,
+    )
 
 
 def concat(storage: Storage, keys: Iterable[str], writer: BinaryIO) -> int:
