@@ -80,9 +80,12 @@ class JobWork:
                 }
         if not isinstance(request, dict):
             return "error", _invalid("The request is not a JSON object.")
-        if self.job.kind == "embed":
-            return "response", model.embed(request, self.dimensions)
-        return "response", model.generate(request, self.job.model, f"{self.job.id}:{index}")
+        try:
+            if self.job.kind == "embed":
+                return "response", model.embed(request, self.dimensions)
+            return "response", model.generate(request, self.job.model, f"{self.job.id}:{index}")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return "error", _invalid(f"Invalid request: {exc}")
 
     def _count(self, outcome: str) -> None:
         self.job.processed += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -49,7 +48,6 @@ class Emulator:
         self.jobs = JobManager(self.store, self.clock, config, config.faults.seed)
         self.requests: Counter[str] = Counter()
         self.responses: Counter[str] = Counter()
-        self.lock = threading.Lock()
         #: Running sha256/line count per upload session (lost on restart, rebuilt from disk).
         self.upload_progress: dict[str, object] = {}
         self.closed = False
@@ -91,6 +89,9 @@ class Emulator:
         for record in list(self.store.files.values()):
             if record.expiration_time <= now:
                 self.store.delete_file(record.id)
+        for session in list(self.store.uploads.values()):
+            if session.create_time + self.config.file_ttl_seconds <= now:
+                self.store.delete_upload(session.id)  # abandoned or long finished
 
     def live_file(self, file_id: str, owner: str) -> FileRecord | None:
         """The file if it exists, belongs to ``owner`` and has not expired."""

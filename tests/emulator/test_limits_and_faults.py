@@ -337,3 +337,37 @@ def test_faults_can_be_read_back_and_reset(emulator: EmulatorHandle):
     assert emulator._call("GET", "faults")["http"] == []
     bad = httpx.put(f"{emulator.base_url}/_emulator/faults", json={"http": [{"nope": 1}]})
     assert bad.status_code == 400
+
+
+def test_sdk_upload_stops_at_a_rejected_chunk(emulator: EmulatorHandle, tmp_path):
+    """The SDK re-sends a chunk only when X-Goog-Upload-Status is missing: ours stops it."""
+    from google.genai import errors
+
+    emulator.set_faults({"http": [{"endpoint": "files.upload.chunk", "code": 503, "times": 1}]})
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl([{"key": "a", "request": request("a")}]))
+    client = emulator.genai()
+    with pytest.raises(errors.ServerError) as caught:
+        client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    assert caught.value.code == 503
+    assert emulator.stats()["requests"]["files.upload.chunk"] == 1
+
+
+def test_a_malformed_request_fails_alone(emulator: EmulatorHandle):
+    rows = [
+        {
+            "key": "bad",
+            "request": {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": "many"},
+        },
+        {"key": "good", "request": {"content": {"parts": [{"text": "x"}]}}},
+    ]
+    with emulator.http() as client:
+        file = upload(client, jsonl(rows))
+        created = create_file_batch(
+            client, file["name"], kind="embed", model="gemini-embedding-001"
+        )
+        done = wait_done(client, created.json()["name"])
+        lines = {line["key"]: line for line in download(client, done["response"]["responsesFile"])}
+    assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    assert lines["bad"]["error"]["code"] == 400
+    assert "embedding" in lines["good"]["response"]
