@@ -7,7 +7,6 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -34,6 +33,17 @@ def resource_name(collection: str, name: str) -> str:
     if not _RESOURCE_ID.fullmatch(ident):
         raise ValueError(f"not a {collection} name: {name!r}")
     return f"{collection}/{ident}"
+
+
+def parse_wire(model: type[ModelT], data: Any, what: str) -> ModelT:
+    """A wire model from an answer; a shape we cannot read is the provider's fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProviderServerError(
+            f"unexpected {model.__name__} in answer to {what}: "
+            f"{exc.error_count()} validation error(s)"
+        ) from exc
 
 
 class ClientCore:
@@ -167,17 +177,6 @@ class ClientCore:
             raise malformed(response, "not a JSON object")
         return data
 
-    @staticmethod
-    def _parse(model: type[ModelT], data: Any, what: str) -> ModelT:
-        """A wire model from an answer; a shape we cannot read is the provider's fault."""
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise ProviderServerError(
-                f"unexpected {model.__name__} in answer to {what}: "
-                f"{exc.error_count()} validation error(s)"
-            ) from exc
-
     def _paged(
         self, path: str, key: str, *, page_size: int, params: Mapping[str, str | int] | None = None
     ) -> Iterator[dict[str, Any]]:
@@ -191,12 +190,3 @@ class ClientCore:
             if not token:
                 return
             query["pageToken"] = str(token)
-
-    @contextmanager
-    def _streamed(self, build: Callable[[], httpx.Request]) -> Iterator[httpx.Response]:
-        """A streaming answer, retried until its headers arrive, closed on exit."""
-        response = self._call(build, stream=True)
-        try:
-            yield response
-        finally:
-            response.close()

@@ -180,7 +180,10 @@ def error_from_response(response: httpx.Response, *, secret: str | None = None) 
 
 def error_from_exception(exc: httpx.HTTPError) -> ProviderError:
     """Map an httpx exception (no answer, or an unreadable one) to the error tree."""
-    request = getattr(exc, "_request", None)
+    try:
+        request: httpx.Request | None = exc.request
+    except RuntimeError:  # raised outside a request (e.g. a bad URL)
+        request = None
     scrub_request(request)
     where = f" ({request.method} {request.url.copy_with(query=None)})" if request else ""
     text = f"{type(exc).__name__}: {exc}{where}"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from shared.provider._core import ClientCore, resource_name
+from shared.provider._core import ClientCore, parse_wire, resource_name
 from shared.provider.models import BatchJob
 
 BatchKind = Literal["generate", "embed"]
@@ -68,17 +68,17 @@ class BatchesAPI(ClientCore):
         body = {"batch": {"displayName": display_name, "inputConfig": input_config}}
         path = f"{model_name(model)}:{CREATE_METHODS[kind]}"
         data = self._json("POST", path, body=body, idempotent=False)
-        return self._parse(BatchJob, data, f"POST {path}")
+        return parse_wire(BatchJob, data, f"POST {path}")
 
     def get_batch(self, name: str) -> BatchJob:
         """The job's current state; ``NotFoundError`` if missing or another key's."""
         path = resource_name("batches", name)
-        return self._parse(BatchJob, self._json("GET", path), f"GET {path}")
+        return parse_wire(BatchJob, self._json("GET", path), f"GET {path}")
 
     def list_batches(self, *, page_size: int = 100) -> Iterator[BatchJob]:
         """Every job of this key, following ``nextPageToken`` (items under ``operations``)."""
         for item in self._paged("batches", "operations", page_size=page_size):
-            yield self._parse(BatchJob, item, "GET batches")
+            yield parse_wire(BatchJob, item, "GET batches")
 
     def find_batches_by_display_name(
         self, display_name: str, *, page_size: int = 100

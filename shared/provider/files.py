@@ -33,7 +33,7 @@ from shared.errors import (
     StorageError,
     UploadStateError,
 )
-from shared.provider._core import ClientCore, resource_name
+from shared.provider._core import ClientCore, parse_wire, resource_name
 from shared.provider._errors import error_from_exception, is_transient, malformed
 from shared.provider.models import File, UploadSession, UploadState, UploadStatus
 from shared.provider.retry import bounded_wait
@@ -108,7 +108,7 @@ def _upload_status(url: str, response: httpx.Response) -> UploadStatus:
         except ValueError as exc:
             raise malformed(response, "final upload answer is not JSON") from exc
         if isinstance(body, dict) and isinstance(body.get("file"), dict):
-            file = ClientCore._parse(File, body["file"], "upload finalize")
+            file = parse_wire(File, body["file"], "upload finalize")
     return UploadStatus(
         url=url,
         status=status,
@@ -314,14 +314,18 @@ class FilesAPI(ClientCore):
         mime_type: str = INPUT_MIME_TYPE,
         chunk_size: int = GRANULARITY,
     ) -> File:
-        """Start a session and upload through it (for callers that need not record the URL)."""
+        """Start a session and upload through it (for callers that need not record the URL).
+
+        ``chunk_size`` is rounded down to whole granules of the session (at least one).
+        """
         session = self.start_upload(size, display_name=display_name, mime_type=mime_type)
+        granularity = session.chunk_granularity
         return self.upload_from(
             session.url,
             reader_factory,
             size,
-            chunk_size=chunk_size,
-            granularity=session.chunk_granularity,
+            chunk_size=max(granularity, chunk_size // granularity * granularity),
+            granularity=granularity,
         )
 
     # ---- the rest ----------------------------------------------------------------------
@@ -329,12 +333,12 @@ class FilesAPI(ClientCore):
     def get_file(self, name: str) -> File:
         """One file's metadata; ``NotFoundError`` if missing, expired or another key's."""
         path = resource_name("files", name)
-        return self._parse(File, self._json("GET", path), f"GET {path}")
+        return parse_wire(File, self._json("GET", path), f"GET {path}")
 
     def list_files(self, *, page_size: int = 100) -> Iterator[File]:
         """Every file of this key, page by page (``pageSize`` at most 100)."""
         for item in self._paged("files", "files", page_size=page_size):
-            yield self._parse(File, item, "GET files")
+            yield parse_wire(File, item, "GET files")
 
     def delete_file(self, name: str) -> None:
         """Delete a file. ``NotFoundError`` when it is already gone (also when a retried

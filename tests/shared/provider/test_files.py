@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import tracemalloc
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
 from shared.errors import NotFoundError, ProviderClientError, UploadStateError
-from shared.provider import GRANULARITY, UploadState
+from shared.provider import GRANULARITY, GeminiClient, UploadState
 
-from .conftest import LocalSource
+from .conftest import LocalSource, write_jsonl
 
 
 def test_upload_in_chunks_matches_sha256(client, emulator, big_source: LocalSource):
@@ -159,3 +161,35 @@ def test_upload_holds_one_chunk_in_memory(client, emulator, big_source: LocalSou
     assert file.size_bytes == big_source.size
     assert big_source.size > 2 * GRANULARITY
     assert peak < GRANULARITY + 4 * 1024 * 1024
+
+
+def test_empty_file_is_one_finalize(client, emulator, tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    source = LocalSource(path, 0, "")
+    file = client.upload(source.open_at, 0)
+    assert file.size_bytes == 0
+    assert emulator.stats()["requests"]["files.upload.chunk"] == 1
+
+
+def test_a_wrong_offset_resynchronises_from_the_server(client, emulator, big_source: LocalSource):
+    session = client.start_upload(big_source.size)
+    file = client.upload_from(
+        session.url, big_source.open_at, big_source.size, start_offset=GRANULARITY
+    )
+    assert big_source.opened_at == [GRANULARITY, 0]
+    assert client.get_file(file.name).sha256_hex == big_source.sha256
+
+
+def test_chunks_follow_the_sessions_granularity(emulator_factory, tmp_path):
+    small_granule = 256 * 1024
+    emulator = emulator_factory(upload_chunk_granularity=small_granule)
+    source = write_jsonl(tmp_path / "mid.jsonl", 1_000_000)
+    with GeminiClient(
+        httpx.Client(base_url=emulator.base_url), api_key=SecretStr(emulator.api_key)
+    ) as client:
+        session = client.start_upload(source.size)
+        assert session.chunk_granularity == small_granule
+        file = client.upload(source.open_at, source.size, chunk_size=300_000)
+    assert file.size_bytes == source.size
+    assert emulator.stats()["requests"]["files.upload.chunk"] == -(-source.size // small_granule)
