@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.emulator.helpers import create_file_batch, jsonl, request, upload, wait_done
+from tests.emulator.raw_api import create_file_batch, jsonl, request, upload, wait_done
 from tests.fixtures.emulator import EmulatorHandle
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
-from tests.emulator.helpers import (
+from tests.emulator.raw_api import (
     create_file_batch,
     create_inline_batch,
     download,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.emulator.helpers import (
+from tests.emulator.raw_api import (
     create_file_batch,
     create_inline_batch,
     download,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.emulator.helpers import (
+from tests.emulator.raw_api import (
     create_file_batch,
     create_inline_batch,
     download,

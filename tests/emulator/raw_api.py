@@ -1,4 +1,4 @@
-"""Small raw-HTTP helpers shared by the emulator tests."""
+"""A raw-HTTP client for the emulator tests: upload, create, wait, download."""
 
 from __future__ import annotations
 
