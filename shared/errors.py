@@ -17,8 +17,9 @@
     ├── StorageError               object storage failed
     │   ├── ObjectNotFoundError    the object does not exist
     │   └── ObjectExistsError      create-if-absent lost the race
-    └── RunError                   the run's records are inconsistent or it cannot proceed
-        └── RunNotFoundError       no run with that id or output location
+    ├── RunError                   the run's records are inconsistent or it cannot proceed
+    │   └── RunNotFoundError       no run with that id or output location
+    └── RetryLater                 not a failure: wait (countdown) and run the step again
 
 Bad input *lines* are not errors: they are rejected with a reason in ``rejected.jsonl``.
 """
@@ -121,3 +122,15 @@ class RunError(ShardlineError):
 
 class RunNotFoundError(RunError):
     """No run with that id or output location."""
+
+
+class RetryLater(ShardlineError):  # noqa: N818 (a request to wait, not an error)
+    """Not a failure: the step cannot proceed yet (a quota, a budget, a job still running).
+
+    Tasks turn it into a countdown retry, so no worker ever sleeps waiting.
+    """
+
+    def __init__(self, reason: str, countdown: float) -> None:
+        super().__init__(f"{reason} (retry in {countdown:.1f}s)")
+        self.reason = reason
+        self.countdown = countdown

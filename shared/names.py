@@ -98,10 +98,6 @@ def registry_run(run_id: str) -> str:
     return f"runs/{run_id}.json"
 
 
-def registry_idempotency(key_digest: str) -> str:
-    return f"idempotency/{key_digest}.json"
-
-
 def registry_inbox(digest: str) -> str:
     return f"inbox/{digest}.json"
 
@@ -136,3 +132,8 @@ def redis_tokens(key_fingerprint: str, model: str) -> str:
 
 def redis_file_bytes(key_fingerprint: str) -> str:
     return f"{REDIS_PREFIX}file-bytes:{key_fingerprint}"
+
+
+def part_output(shard: int, attempt: int, part: int) -> str:
+    """The provider's responses file, copied verbatim before it is parsed."""
+    return f"{part_dir(shard, attempt, part)}/output.jsonl"

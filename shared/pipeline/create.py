@@ -1,0 +1,91 @@
+"""Stage 4: create one batch job per part, at most once.
+
+Creating a batch is not idempotent at the provider, so the intent (display name, key,
+file) is recorded *before* the call. A task that finds an intent without a job name does
+not create blindly: it looks the job up by its display name and adopts it. Only when the
+lookup finds nothing is the create sent again. While another worker may still be inside
+its create call (the intent is younger than ``CREATE_LEASE_SECONDS``) the step waits.
+"""
+
+from __future__ import annotations
+
+from shared import names
+from shared.errors import ProviderClientError, RetryLater, RunError
+from shared.pipeline.context import RunContext
+from shared.provider import BatchJob
+from shared.records import JobRecord, PartPlan, utcnow
+
+#: Longer than any create call can take (the HTTP timeout bounds it).
+CREATE_LEASE_SECONDS = 180.0
+
+
+def create_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
+    if ctx.records.cancel_requested():
+        return
+    record = ctx.records.attempt(shard, attempt)
+    if record is None:
+        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
+    for part in record.parts:
+        create_part(ctx, shard, attempt, part)
+
+
+def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> JobRecord:
+    key = names.part_job(shard, attempt, part.part)
+    job = ctx.records.job(shard, attempt, part.part)
+    if job is not None and job.job_name is not None:
+        return job
+    upload = ctx.records.upload(shard, attempt, part.part)
+    if upload is None or upload.file_name is None:
+        raise RunError(f"run {ctx.run_id}: shard {shard}/a{attempt}/p{part.part} not uploaded")
+    display = names.display_name(ctx.run_id, shard, attempt, part.part)
+    client = ctx.client(upload.key_fingerprint)
+    fresh = False
+    if job is None:
+        job = JobRecord(
+            display_name=display,
+            key_fingerprint=upload.key_fingerprint,
+            model=ctx.manifest.model,
+            file_name=upload.file_name,
+            request_count=part.requests,
+        )
+        fresh = ctx.records.create(key, job)
+        if not fresh:
+            job = ctx.records.job(shard, attempt, part.part) or job
+            if job.job_name is not None:
+                return job
+    if not fresh:
+        found = client.find_batches_by_display_name(display)
+        if found:
+            return _record(ctx, key, job, min(found, key=lambda b: b.create_time or utcnow()))
+        age = (utcnow() - job.intent_at).total_seconds()
+        if job.create_in_flight and age < CREATE_LEASE_SECONDS:
+            raise RetryLater(
+                f"create of {display} may be in flight elsewhere", CREATE_LEASE_SECONDS - age
+            )
+        job.intent_at = utcnow()  # take the lease over: the earlier creator is gone
+        job.create_in_flight = True
+        ctx.records.write(key, job)
+    try:
+        batch = client.create_batch(
+            ctx.manifest.model,
+            display_name=display,
+            file_name=upload.file_name,
+            kind=ctx.manifest.kind,
+        )
+    except ProviderClientError:
+        # A 4xx (429 included) is an answer: no job was made, so the next try need not wait.
+        job.create_in_flight = False
+        ctx.records.write(key, job)
+        raise
+    return _record(ctx, key, job, batch)
+
+
+def _record(ctx: RunContext, key: str, job: JobRecord, batch: BatchJob) -> JobRecord:
+    job.job_name = batch.name
+    job.created_at = utcnow()  # our clock: the provider's may differ (emulated, skewed)
+    job.state = batch.state.value
+    job.create_in_flight = False
+    ctx.records.write(key, job)
+    return job
+
+

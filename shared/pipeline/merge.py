@@ -1,0 +1,158 @@
+"""Stage 7 (the chord callback): one keyed result set, and a summary whose counts add up.
+
+Shards are contiguous ranges of input lines and each shard's outputs are already in input
+order, so the run's files are the shards' files concatenated in shard order: streaming,
+and no memory beyond a copy buffer.
+"""
+
+from __future__ import annotations
+
+import time
+
+from shared import names
+from shared.errors import NotFoundError, ProviderError, RetryLater, RunError
+from shared.jsonl import concat
+from shared.pipeline.context import RunContext
+from shared.pricing import estimate_cost
+from shared.records import (
+    CostEstimate,
+    Counts,
+    PlanRecord,
+    RunState,
+    ShardOutcome,
+    Summary,
+    TokenTotals,
+    utcnow,
+)
+
+#: How long the merge waits between looks while shards are still running.
+MERGE_WAIT_SECONDS = 15.0
+
+
+def merge_run(ctx: RunContext) -> Summary:
+    existing = ctx.records.summary()
+    if existing is not None:
+        return existing
+    plan = ctx.records.plan()
+    if plan is None:
+        raise RunError(f"run {ctx.run_id} has no plan yet; nothing to merge")
+    outcomes: list[ShardOutcome] = []
+    waiting = 0
+    for shard in plan.shards:
+        outcome = ctx.records.outcome(shard.index)
+        if outcome is None:
+            waiting += 1
+        else:
+            outcomes.append(outcome)
+    if waiting:
+        raise RetryLater(f"{waiting} of {len(plan.shards)} shards not final", MERGE_WAIT_SECONDS)
+    started = time.monotonic()
+    storage = ctx.storage
+    with storage.open_write(names.RESULTS) as out:
+        concat(storage, [names.shard_results(o.shard) for o in outcomes], out)
+    with storage.open_write(names.ERRORS) as out:
+        concat(storage, [names.shard_errors(o.shard) for o in outcomes], out)
+    with storage.open_write(names.REJECTED) as out:
+        concat(storage, [names.PLAN_REJECTED], out)
+    summary = _summary(ctx, plan, outcomes, merge_seconds=time.monotonic() - started)
+    written = ctx.records.create_or_read(names.SUMMARY, summary)
+    delete_provider_files(ctx, plan)
+    return written
+
+
+def _summary(
+    ctx: RunContext, plan: PlanRecord, outcomes: list[ShardOutcome], *, merge_seconds: float
+) -> Summary:
+    manifest = ctx.manifest
+    counts = Counts(
+        lines=plan.lines,
+        results=sum(o.results for o in outcomes),
+        errors=sum(o.errors for o in outcomes),
+        rejected=plan.rejected,
+    )
+    tokens = TokenTotals()
+    for outcome in outcomes:
+        tokens = tokens.add(outcome.tokens)
+    finished = utcnow()
+    timings = {"plan": round(plan.seconds, 3), "merge": round(merge_seconds, 3)}
+    for stage in ("upload", "create", "wait", "collect"):
+        values = [o.stage_seconds.get(stage, 0.0) for o in outcomes]
+        timings[f"{stage}_sum"] = round(sum(values), 3)
+        timings[f"{stage}_max"] = round(max(values, default=0.0), 3)
+    timings["total"] = round((finished - manifest.created_at).total_seconds(), 3)
+    return Summary(
+        run_id=ctx.run_id,
+        state=_state(ctx, counts),
+        model=manifest.model,
+        kind=manifest.kind,
+        input_uri=manifest.spec.input_uri,
+        output_uri=manifest.spec.output_uri,
+        counts=counts,
+        accounted=counts.accounted,
+        tokens=tokens,
+        cost=estimate_cost(manifest.model, tokens),
+        shards=len(outcomes),
+        jobs=[job for o in outcomes for job in o.jobs],
+        timings=timings,
+        started_at=manifest.created_at,
+        finished_at=finished,
+        labels=manifest.spec.labels,
+    )
+
+
+def _state(ctx: RunContext, counts: Counts) -> RunState:
+    if ctx.records.cancel_requested():
+        return "cancelled"
+    if counts.errors == 0:
+        return "succeeded"
+    if counts.results == 0:
+        return "failed"
+    return "partial"
+
+
+def fail_run(ctx: RunContext, reason: str) -> Summary:
+    """The run cannot start (its input is unusable): a summary that says why."""
+    manifest = ctx.manifest
+    now = utcnow()
+    summary = Summary(
+        run_id=ctx.run_id,
+        state="failed",
+        model=manifest.model,
+        kind=manifest.kind,
+        input_uri=manifest.spec.input_uri,
+        output_uri=manifest.spec.output_uri,
+        counts=Counts(lines=0, results=0, errors=0, rejected=0),
+        accounted=True,
+        tokens=TokenTotals(),
+        cost=CostEstimate(basis="nothing was submitted"),
+        shards=0,
+        jobs=[],
+        timings={},
+        started_at=manifest.created_at,
+        finished_at=now,
+        labels=manifest.spec.labels,
+        error=reason,
+    )
+    return ctx.records.create_or_read(names.SUMMARY, summary)
+
+
+def delete_provider_files(ctx: RunContext, plan: PlanRecord) -> None:
+    """Free the provider's 20 GB file quota: delete every input file the run uploaded."""
+    for shard in plan.shards:
+        for attempt in ctx.records.attempts(shard.index):
+            for part in attempt.parts:
+                delete_part_file(ctx, shard.index, attempt.attempt, part.part)
+
+
+def delete_part_file(ctx: RunContext, shard: int, attempt: int, part: int) -> None:
+    record = ctx.records.upload(shard, attempt, part)
+    if record is None or record.file_name is None or record.deleted:
+        return
+    try:
+        ctx.client(record.key_fingerprint).delete_file(record.file_name)
+    except NotFoundError:
+        pass  # expired or deleted already: the quota is free either way
+    except ProviderError:
+        return  # best effort; files expire after 48 h and the reconciler retries
+    record.deleted = True
+    ctx.records.write(names.part_upload(shard, attempt, part), record)

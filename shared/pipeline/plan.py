@@ -1,0 +1,63 @@
+"""Stage 2: one streaming pass over the input cuts the shards and records the plan."""
+
+from __future__ import annotations
+
+import time
+
+from shared import names
+from shared.jsonl import plan_input
+from shared.pipeline.context import RunContext
+from shared.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
+from shared.storage import split_uri
+
+
+def plan_run(ctx: RunContext) -> PlanRecord:
+    """Split the input into staged shards (once) and write attempt 1 of every shard.
+
+    Idempotent: a plan already recorded is returned as is; a pass that died half way is
+    simply done again (staged files are replaced atomically).
+    """
+    existing = ctx.records.plan()
+    if existing is not None:
+        return existing
+    manifest = ctx.manifest
+    started = time.monotonic()
+    store, key = split_uri(manifest.spec.input_uri)
+    with store.open_read(key) as reader:
+        result = plan_input(
+            reader,
+            ctx.storage,
+            kind=manifest.kind,
+            shard_max_bytes=manifest.shard_max_bytes,
+            shard_max_requests=manifest.shard_max_requests,
+            source=manifest.spec.input_uri,
+        )
+    record = PlanRecord(
+        input_uri=manifest.spec.input_uri,
+        lines=result.lines,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        input_bytes=result.input_bytes,
+        estimated_tokens=result.estimated_tokens,
+        shards=[ShardPlan.model_validate(shard.model_dump()) for shard in result.shards],
+        seconds=time.monotonic() - started,
+    )
+    for shard in record.shards:
+        ctx.records.create_or_read(
+            names.attempt_record(shard.index, 1),
+            AttemptRecord(
+                shard=shard.index,
+                attempt=1,
+                reason="initial",
+                parts=[
+                    PartPlan(
+                        part=0,
+                        input_key=names.shard_input(shard.index),
+                        requests=shard.requests,
+                        bytes=shard.bytes,
+                        estimated_tokens=shard.estimated_tokens,
+                    )
+                ],
+            ),
+        )
+    return ctx.records.create_or_read(names.PLAN, record)

@@ -1,0 +1,78 @@
+"""Stage 1: validate the spec, claim a run id, write the manifest."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from shared import names
+from shared.errors import InputFileError, SpecError
+from shared.records import RunManifest
+from shared.registry import RunEntry, RunRegistry
+from shared.runstore import RunRecords
+from shared.settings import Settings
+from shared.spec import RunSpec
+from shared.storage import open_storage, split_uri
+
+
+class StartedRun(BaseModel):
+    """What ``shardline.start_run`` answers: small, secret-free, stable."""
+
+    run_id: str
+    output_uri: str
+    created: bool
+
+
+def effective_manifest(settings: Settings, spec: RunSpec, run_id: str) -> RunManifest:
+    options = spec.options
+    model = spec.model or (
+        settings.embed_model if spec.kind == "embed" else settings.generate_model
+    )
+    return RunManifest(
+        run_id=run_id,
+        spec=spec,
+        model=model,
+        kind=spec.kind,
+        shard_max_bytes=options.shard_max_bytes or settings.shard_max_bytes,
+        shard_max_requests=options.shard_max_requests or settings.shard_max_requests,
+        max_request_attempts=options.max_request_attempts or settings.max_request_attempts,
+        max_job_attempts=options.max_job_attempts or settings.max_job_attempts,
+    )
+
+
+def registry(settings: Settings) -> RunRegistry:
+    return RunRegistry(open_storage(settings.state_uri))
+
+
+def start_run(settings: Settings, spec: RunSpec) -> StartedRun:
+    """Register the run and write its manifest; returns whether this call created it.
+
+    The input must exist (a clear error names it otherwise). The output prefix must be empty
+    or hold this same run: two runs never share an output.
+    """
+    input_store, input_key = split_uri(spec.input_uri)
+    if not input_store.exists(input_key):
+        raise InputFileError(spec.input_uri, "no such file or object")
+    entry, created = registry(settings).claim(spec)
+    records = RunRecords(open_storage(spec.output_uri))
+    manifest = records.create_or_read(
+        names.MANIFEST, effective_manifest(settings, spec, entry.run_id)
+    )
+    if manifest.run_id != entry.run_id:
+        raise SpecError(
+            f"{spec.output_uri} already holds run {manifest.run_id}; choose another output"
+        )
+    return StartedRun(run_id=entry.run_id, output_uri=entry.output_uri, created=created)
+
+
+def lookup_run(settings: Settings, run_ref: str) -> RunEntry:
+    """A run by id, or by its output location (anything containing '/' or ':')."""
+    if "/" in run_ref or ":" in run_ref:
+        records = RunRecords(open_storage(run_ref))
+        manifest = records.manifest()
+        return RunEntry(
+            run_id=manifest.run_id,
+            output_uri=manifest.spec.output_uri,
+            input_uri=manifest.spec.input_uri,
+            idempotency_key=manifest.spec.idempotency_key,
+        )
+    return registry(settings).lookup(run_ref)

@@ -1,0 +1,82 @@
+"""Stage 3: upload each part of an attempt with the resumable protocol, from storage.
+
+The session URL is recorded before the first byte is sent, so a redelivered task (on any
+worker) asks the server how much it holds and continues from there instead of starting over.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import BinaryIO
+
+from shared import names
+from shared.errors import RunError, UploadStateError
+from shared.pipeline.context import RunContext
+from shared.records import PartPlan, UploadRecord, utcnow
+
+
+def upload_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
+    if ctx.records.cancel_requested():
+        return
+    record = ctx.records.attempt(shard, attempt)
+    if record is None:
+        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
+    for part in record.parts:
+        upload_part(ctx, shard, attempt, part)
+
+
+def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> UploadRecord:
+    key = names.part_upload(shard, attempt, part.part)
+    record = ctx.records.upload(shard, attempt, part.part)
+    if record is not None and record.file_name is not None:
+        return record
+    if record is None:
+        fingerprint, _ = ctx.keys.primary()
+        record = UploadRecord(key_fingerprint=fingerprint, size=ctx.storage.size(part.input_key))
+    client = ctx.client(record.key_fingerprint)
+
+    def reader(offset: int) -> AbstractContextManager[BinaryIO]:
+        return ctx.storage.open_read(part.input_key, offset=offset)
+
+    if record.session_url is not None:
+        try:
+            uploaded = client.upload_from(
+                record.session_url,
+                reader,
+                record.size,
+                chunk_size=_chunk_size(ctx, record.granularity),
+                granularity=record.granularity,
+                start_offset=None,  # ask the server how much it already holds
+            )
+            return _finished(ctx, key, record, uploaded.name)
+        except UploadStateError:
+            pass  # the session is gone (expired, finalized without a file): start anew
+    session = client.start_upload(
+        record.size, display_name=names.display_name(ctx.run_id, shard, attempt, part.part)
+    )
+    record.session_url = session.url
+    record.granularity = session.chunk_granularity
+    record.started_at = utcnow()
+    ctx.records.write(key, record)
+    uploaded = client.upload_from(
+        session.url,
+        reader,
+        record.size,
+        chunk_size=_chunk_size(ctx, session.chunk_granularity),
+        granularity=session.chunk_granularity,
+        start_offset=0,
+    )
+    return _finished(ctx, key, record, uploaded.name)
+
+
+def _chunk_size(ctx: RunContext, granularity: int) -> int:
+    """The configured chunk size, rounded to the server's granularity (at least one unit)."""
+    return max(granularity, ctx.settings.upload_chunk_bytes // granularity * granularity)
+
+
+def _finished(ctx: RunContext, key: str, record: UploadRecord, file_name: str) -> UploadRecord:
+    record.file_name = file_name
+    record.finished_at = utcnow()
+    record.session_url = None
+    ctx.records.write(key, record)
+    return record

@@ -1,0 +1,87 @@
+"""The run request: the one payload other services send, and its JSON schema contract.
+
+A ``RunSpec`` is what ``shardline.start_run`` takes (as JSON) and what ``shardline submit``
+builds. It holds no secret: keys come from the worker's settings, never from the payload.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Kind = Literal["generate", "embed"]
+
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+
+
+class RunOptions(BaseModel):
+    """Per-run overrides of the worker settings; unset means "use the settings"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shard_max_bytes: int | None = Field(default=None, gt=0, le=2_147_483_648)
+    shard_max_requests: int | None = Field(default=None, gt=0)
+    max_request_attempts: int | None = Field(default=None, ge=1, le=20)
+    max_job_attempts: int | None = Field(default=None, ge=1, le=20)
+
+
+class RunSpec(BaseModel):
+    """One run: where the requests are, where the results go, and how to run them.
+
+    ``input_uri`` and ``output_uri`` are local paths, ``file://``, ``s3://`` or ``gs://``
+    URIs. ``output_uri`` is a prefix ("directory") that the run owns.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "input_uri": "s3://bucket/in/requests.jsonl",
+                    "output_uri": "s3://bucket/out/2026-11-26",
+                    "model": "gemini-2.5-flash",
+                    "kind": "generate",
+                    "idempotency_key": "nightly-2026-11-26",
+                }
+            ]
+        },
+    )
+
+    input_uri: str = Field(min_length=1, description="JSONL of requests.")
+    output_uri: str = Field(min_length=1, description="Prefix that receives the results.")
+    model: str | None = Field(
+        default=None, description="Model name; the worker's default for the kind if unset."
+    )
+    kind: Kind = Field(default="generate", description="generate (text) or embed.")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="The same key twice starts one run; the second call returns the first id.",
+    )
+    options: RunOptions = Field(default_factory=RunOptions)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Free-form labels, copied to the summary."
+    )
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is not None and not _IDEMPOTENCY_KEY.match(value):
+            raise ValueError("idempotency_key: 1-200 chars of letters, digits and ._:@/+=-")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _strip_prefix(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("models/"):
+            return value.removeprefix("models/")
+        return value
+
+
+def run_spec_schema() -> dict[str, Any]:
+    """The stable JSON schema of the ``shardline.start_run`` payload."""
+    schema = RunSpec.model_json_schema()
+    schema["$id"] = "https://shardline.dev/schemas/run-spec.json"
+    schema["title"] = "RunSpec"
+    return schema

@@ -1,0 +1,111 @@
+"""The Celery application: ``celery -A workers worker`` finds it as ``workers.app``.
+
+The app object exists at import (Celery needs it to register tasks), but it reads no
+setting until Celery first needs its configuration; then :func:`configure` applies the
+Shardline settings. An entry point that already built settings (the CLI, tests) calls
+:func:`configure` itself first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from celery import Celery
+
+from shared import names
+from shared.settings import Settings, load_settings
+
+EMBEDDED_BROKER = "memory://"
+EMBEDDED_BACKEND = "cache+memory://"
+
+
+class ShardlineCelery(Celery):  # type: ignore[misc]
+    """A Celery app that carries the Shardline settings it was configured with."""
+
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+
+class _LazyConfig(Mapping[str, Any]):
+    """Celery reads its configuration from this mapping on first use, not at import."""
+
+    def __init__(self, app: ShardlineCelery) -> None:
+        self._app = app
+
+    def _data(self) -> dict[str, Any]:
+        return celery_config(self._app.settings)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+
+def result_backend_for(settings: Settings) -> str:
+    """Chords need a result backend that counts; Redis is the one Shardline uses."""
+    if settings.result_backend:
+        return settings.result_backend
+    if settings.embedded:
+        return EMBEDDED_BACKEND
+    broker = settings.broker_url or ""
+    if broker.startswith(("redis://", "rediss://")):
+        return broker
+    raise ValueError(
+        "SHARDLINE_RESULT_BACKEND is required with a non-Redis broker "
+        f"({broker.split('://')[0]}://): chords need a counting result backend such as "
+        "redis://127.0.0.1:6379/1"
+    )
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Everything Celery needs, derived from the settings; see README "Delivery"."""
+    transport: dict[str, Any] = {
+        # A countdown task is held unacknowledged by a worker until its ETA; on Redis it is
+        # delivered again once unacknowledged for this long, so it must exceed the longest
+        # countdown Shardline schedules (validated in Settings).
+        "visibility_timeout": settings.visibility_timeout_seconds,
+    }
+    if settings.embedded:
+        transport["polling_interval"] = 0.05  # the in-memory queue is polled, not pushed
+    return {
+        "broker_url": settings.broker_url or EMBEDDED_BROKER,
+        "result_backend": result_backend_for(settings),
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": names.QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_extended": True,
+        "result_expires": 7 * 24 * 3600,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+    }
+
+
+app = ShardlineCelery("shardline", include=["workers.tasks"])
+app.config_from_object(_LazyConfig(app))
+
+
+def configure(settings: Settings) -> ShardlineCelery:
+    """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests)."""
+    app._settings = settings
+    app.conf.update(celery_config(settings))
+    return app

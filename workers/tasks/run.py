@@ -1,0 +1,81 @@
+"""Run-level tasks: ``shardline.start_run`` (the public contract), plan, merge, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from shared import names
+from shared.errors import InputError
+from shared.pipeline.cancel import cancel_run
+from shared.pipeline.context import RunContext
+from shared.pipeline.merge import fail_run, merge_run
+from shared.pipeline.plan import plan_run
+from shared.pipeline.start import start_run as start_run_stage
+from shared.spec import RunSpec
+from workers.app import app
+from workers.tasks._stage import run_stage
+
+
+@app.task(bind=True, name=names.TASK_START_RUN, acks_late=True)
+def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
+    """Start a run from a ``RunSpec`` (JSON object or string); answers ``{"run_id", ...}``.
+
+    The stable contract for other services: ``send_task("shardline.start_run", [spec])``.
+    The same idempotency key twice starts one run.
+    """
+    run_spec = (
+        RunSpec.model_validate_json(spec) if isinstance(spec, str)
+        else RunSpec.model_validate(spec)
+    )
+    started = start_run_stage(app.settings, run_spec)
+    if started.created:
+        enqueue_plan(started.run_id, started.output_uri)
+    return started.model_dump(mode="json")
+
+
+def enqueue_plan(run_id: str, output_uri: str) -> None:
+    plan.apply_async((run_id, output_uri))
+
+
+@app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
+def plan(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+    """Split the input once, then launch the chord: one chain per shard, merge as callback."""
+    from workers.canvas import run_canvas
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        try:
+            record = plan_run(ctx)
+        except InputError as exc:
+            summary = fail_run(ctx, str(exc))
+            return {"run_id": run_id, "state": summary.state, "error": str(exc)}
+        run_canvas(run_id, output_uri, [s.index for s in record.shards]).apply_async()
+        return {"run_id": run_id, "shards": len(record.shards), "lines": record.lines}
+
+    return run_stage(self, run_id, output_uri, body)
+
+
+@app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
+def merge(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+    """The chord callback: waits until every shard is final in storage, then merges.
+
+    Storage, not the chord's count, decides when the run is complete, so a duplicated
+    delivery that made the chord fire early only delays the merge.
+    """
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        summary = merge_run(ctx)
+        return {"run_id": run_id, "state": summary.state, "counts": summary.counts.model_dump()}
+
+    return run_stage(self, run_id, output_uri, body)
+
+
+@app.task(bind=True, name=names.TASK_CANCEL, acks_late=True, max_retries=None)
+def cancel(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+    """Mark the run cancelled and cancel its live provider jobs; the merge still runs."""
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        return cancel_run(ctx)
+
+    return run_stage(self, run_id, output_uri, body)
