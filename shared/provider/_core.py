@@ -79,12 +79,6 @@ class ClientCore:
         """Close the ``httpx.Client`` this client was handed."""
         self._http.close()
 
-    def __enter__(self) -> ClientCore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # ---- building ------------------------------------------------------------------
 
     def _request(
@@ -128,14 +122,18 @@ class ClientCore:
 
     # ---- retrying ------------------------------------------------------------------
 
-    def _wait_or_raise(self, error: ProviderError, attempt: int, *, idempotent: bool) -> None:
+    def _wait_or_raise(
+        self, error: ProviderError, request: httpx.Request, attempt: int, *, idempotent: bool
+    ) -> None:
         wait = retry_wait(
             error, attempt=attempt, policy=self.retry, idempotent=idempotent, rng=self._rng
         )
         if wait is None:
             raise error
         log.warning(
-            "provider call failed (%s), retry %d/%d in %.2fs",
+            "%s %s failed (%s), retry %d/%d in %.2fs",
+            request.method,
+            request.url.path,  # never the query: an upload URL's id authorizes the session
             error,
             attempt,
             self.retry.max_attempts - 1,
@@ -149,10 +147,11 @@ class ClientCore:
         """Send with retries (see :func:`retry_wait`); a fresh request per attempt."""
         attempt = 1
         while True:
+            request = build()
             try:
-                return self._send(build(), stream=stream)
+                return self._send(request, stream=stream)
             except ProviderError as error:
-                self._wait_or_raise(error, attempt, idempotent=idempotent)
+                self._wait_or_raise(error, request, attempt, idempotent=idempotent)
             attempt += 1
 
     def _json(

@@ -52,6 +52,9 @@ class GeminiClient(FilesAPI, BatchesAPI):
     def __enter__(self) -> GeminiClient:
         return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def build_http_client(settings: Settings) -> httpx.Client:
     """The ``httpx.Client`` for the provider: base URL, timeouts, pool limits, HTTP/1.1.

@@ -37,6 +37,7 @@ from shared.provider._core import ClientCore, parse_wire, resource_name
 from shared.provider._errors import error_from_exception, is_transient, malformed
 from shared.provider.models import File, UploadSession, UploadState, UploadStatus
 from shared.provider.retry import bounded_wait
+from shared.settings import PROVIDER_MAX_FILE_BYTES
 
 log = logging.getLogger("shardline.provider")
 
@@ -46,7 +47,6 @@ ReaderFactory = Callable[[int], AbstractContextManager[BinaryIO]]
 
 GRANULARITY = 8 * 1024 * 1024
 INPUT_MIME_TYPE = "jsonl"
-PROVIDER_MAX_FILE_BYTES = 2_147_483_648
 
 _STATUS = "x-goog-upload-status"
 _SIZE_RECEIVED = "x-goog-upload-size-received"

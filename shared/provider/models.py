@@ -34,13 +34,6 @@ class Status(WireModel):
     details: list[Any] = Field(default_factory=list)
 
 
-class FileState(StrEnum):
-    STATE_UNSPECIFIED = "STATE_UNSPECIFIED"
-    PROCESSING = "PROCESSING"
-    ACTIVE = "ACTIVE"
-    FAILED = "FAILED"
-
-
 class File(WireModel):
     """A Files API resource (``files/<id>``), kept 48 h by the provider."""
 
@@ -56,8 +49,8 @@ class File(WireModel):
     )
     uri: str | None = None
     download_uri: str | None = None
-    state: str | None = None
-    source: str | None = None
+    state: str | None = Field(default=None, description="PROCESSING, ACTIVE or FAILED")
+    source: str | None = Field(default=None, description="UPLOADED or GENERATED")
     error: Status | None = None
 
     @property
