@@ -17,9 +17,15 @@ from tests.fixtures.emulator import EmulatorHandle
 COMPLETED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 
-@pytest.fixture(params=[None, "v1beta"], ids=["v1", "v1beta"])
-def client(request: pytest.FixtureRequest, emulator: EmulatorHandle):
-    return emulator.genai(api_version=request.param)
+@pytest.fixture(params=["v1", "v1beta"])
+def api_version(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(api_version: str, emulator: EmulatorHandle):
+    """SDK 3.x talks v1 by default; ``api_version='v1beta'`` switches it back."""
+    return emulator.genai(api_version=None if api_version == "v1" else api_version)
 
 
 def wait(client, name: str):
@@ -53,7 +59,7 @@ def test_inline_requests(client):
     assert batch_job.dest.inlined_responses[0].response.usage_metadata.total_token_count > 0
 
 
-def test_file_upload_batch_and_download(client, tmp_path: Path):
+def test_file_upload_batch_and_download(client, api_version: str, tmp_path: Path):
     path = tmp_path / "my-batch-requests.jsonl"
     with open(path, "w") as f:
         requests = [
@@ -85,6 +91,7 @@ def test_file_upload_batch_and_download(client, tmp_path: Path):
     assert uploaded_file.name.startswith("files/")
     assert uploaded_file.size_bytes == path.stat().st_size
     assert uploaded_file.state.name == "ACTIVE"
+    assert f"/{api_version}/files/" in uploaded_file.uri
     file_batch_job = client.batches.create(
         model="gemini-2.5-flash",
         src=uploaded_file.name,
