@@ -7,6 +7,7 @@ HTTP handlers receive this object; nothing here knows about HTTP. Created by
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -21,6 +22,26 @@ from emulator.jobs import JobManager
 from emulator.records import FileRecord, JobRecord, UploadRecord
 from emulator.store import Store, write_atomic
 
+_TEMP_PREFIX = "gemini-emulator-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temp_dirs() -> None:
+    """Remove temp data dirs left by emulators that were killed (SIGKILL skips cleanup)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
+        pid = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
 
 def fingerprint(api_key: str) -> str:
     """A short, stable, non-reversible name for a key: what records and the admin API show."""
@@ -34,7 +55,9 @@ class Emulator:
         self.config = config
         self._temp_root: Path | None = None
         if config.data_dir is None:
-            self._temp_root = Path(tempfile.mkdtemp(prefix="gemini-emulator-"))
+            _remove_stale_temp_dirs()
+            prefix = f"{_TEMP_PREFIX}{os.getpid()}-"
+            self._temp_root = Path(tempfile.mkdtemp(prefix=prefix))
             root = self._temp_root
         else:
             root = Path(config.data_dir)

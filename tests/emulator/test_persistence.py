@@ -97,3 +97,12 @@ def test_process_reads_faults_from_the_environment(emulator_process_factory):
     )
     response = httpx.get(f"{proc.handle.base_url}/v1/files", headers={"x-goog-api-key": TEST_KEY})
     assert response.status_code == 503
+
+
+def test_temp_dir_of_a_killed_emulator_is_removed_by_the_next_one(emulator_process_factory):
+    killed = emulator_process_factory("--api-key", TEST_KEY)
+    stale = Path(killed.handle._call("GET", "health")["dataDir"])
+    killed.kill()
+    assert stale.is_dir()  # SIGKILL: no cleanup on the way out
+    emulator_process_factory("--api-key", TEST_KEY)
+    assert not stale.exists()
