@@ -188,11 +188,10 @@ def _first_pass(
                 rejected_count += 1
                 continue
             verdict = check_line(line.data, number, kind)
-            if type(verdict) is Rejected:
+            if isinstance(verdict, Rejected):
                 rejected.write(rejection(number, verdict.reason, line.data))
                 rejected_count += 1
                 continue
-            assert not isinstance(verdict, Rejected)
             staged = staged_line(number, verdict.request_json)
             if len(staged) > max_bytes:
                 reason = f"staged line of {len(staged)} bytes exceeds shard_max_bytes ({max_bytes})"
