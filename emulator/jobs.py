@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from emulator.clock import EmulatedClock
 from emulator.config import EmulatorConfig
+from emulator.faults import FaultEngine
 from emulator.processing import JobWork
 from emulator.records import JobRecord
 from emulator.store import Store
@@ -29,12 +30,12 @@ class JobManager:
     """Starts, stops and advances jobs; owns the worker thread pool."""
 
     def __init__(
-        self, store: Store, clock: EmulatedClock, config: EmulatorConfig, seed: int
+        self, store: Store, clock: EmulatedClock, config: EmulatorConfig, faults: FaultEngine
     ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
-        self.seed = seed
+        self.faults = faults
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(config.worker_threads, thread_name_prefix="emu-job")
         self._work: dict[str, JobWork] = {}
@@ -45,7 +46,7 @@ class JobManager:
         work = JobWork(
             job,
             self.store,
-            seed=self.seed,
+            seed=self.faults.config.seed,
             keep_order=self.config.keep_order,
             buckets=self.config.scramble_buckets,
             embedding_dimensions=self.config.embedding_dimensions,

@@ -68,7 +68,7 @@ class Emulator:
             start = float(orjson.loads(self.store.clock_path.read_bytes())["now"])
         self.clock = EmulatedClock(config.time_scale, start)
         self.faults = FaultEngine(config.faults)
-        self.jobs = JobManager(self.store, self.clock, config, config.faults.seed)
+        self.jobs = JobManager(self.store, self.clock, config, self.faults)
         self.requests: Counter[str] = Counter()
         self.responses: Counter[str] = Counter()
         #: Running sha256/line count per upload session (lost on restart, rebuilt from disk).
