@@ -152,6 +152,9 @@ class JobWork:
         except BaseException:
             writer.abort()
             raise
+        if self.cancel.is_set() or self.store.jobs.get(self.job.id) is not self.job:
+            target.unlink(missing_ok=True)  # cancelled, deleted or reset meanwhile: no output
+            raise JobCancelledError
         self.job.request_count = index
         now = self.now()
         self.store.save_file(
