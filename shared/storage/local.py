@@ -59,6 +59,8 @@ class LocalStorage(Storage):
 
     @contextmanager
     def open_read(self, key: str, *, offset: int = 0) -> Iterator[BinaryIO]:
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
         path = self._path(key)
         try:
             reader = open(path, "rb", buffering=BUFFER_BYTES)  # noqa: SIM115 - closed below

@@ -73,6 +73,12 @@ def test_offset_at_or_past_the_end_reads_nothing(any_storage: Storage) -> None:
             assert reader.read() == b""
 
 
+def test_negative_offset_is_refused(any_storage: Storage) -> None:
+    any_storage.write_bytes("blob", b"12345")
+    with pytest.raises(ValueError), any_storage.open_read("blob", offset=-1):
+        pass
+
+
 def test_writer_closed_inside_the_block_still_commits(any_storage: Storage) -> None:
     with any_storage.open_write("closed") as writer:
         writer.write(b"data")
