@@ -119,19 +119,48 @@ TASK_PERIODIC_RUN = "shardline.periodic_run"
 QUEUE = "shardline"
 
 # ---- Redis (admission control) --------------------------------------------------------
+# Every key names an API key only by its fingerprint, inside a hash tag ``{fp-...}``: all the
+# keys of one API key share a cluster slot, so one script may touch them together.
 REDIS_PREFIX = "shardline:"
 
 
+def _redis_key(key_fingerprint: str, what: str) -> str:
+    return f"{REDIS_PREFIX}{{{key_fingerprint}}}:{what}"
+
+
 def redis_live_jobs(key_fingerprint: str) -> str:
-    return f"{REDIS_PREFIX}live-jobs:{key_fingerprint}"
+    """Sorted set: holder -> when it took a live-job slot (ms since the epoch)."""
+    return _redis_key(key_fingerprint, "live-jobs")
 
 
-def redis_tokens(key_fingerprint: str, model: str) -> str:
-    return f"{REDIS_PREFIX}tokens:{key_fingerprint}:{model}"
+def redis_job_claims(key_fingerprint: str) -> str:
+    """Hash: holder -> ``"<tokens> <model>"``, what each live job holds of the token budget."""
+    return _redis_key(key_fingerprint, "job-claims")
+
+
+def redis_tokens(key_fingerprint: str) -> str:
+    """Hash: model -> tokens enqueued in the key's live jobs of that model."""
+    return _redis_key(key_fingerprint, "tokens")
+
+
+def redis_file_holders(key_fingerprint: str) -> str:
+    """Sorted set: holder -> when it claimed provider file storage (ms since the epoch)."""
+    return _redis_key(key_fingerprint, "file-holders")
+
+
+def redis_file_claims(key_fingerprint: str) -> str:
+    """Hash: holder -> bytes of its uploaded input file."""
+    return _redis_key(key_fingerprint, "file-claims")
 
 
 def redis_file_bytes(key_fingerprint: str) -> str:
-    return f"{REDIS_PREFIX}file-bytes:{key_fingerprint}"
+    """Integer: bytes of provider file storage the key's holders claim in total."""
+    return _redis_key(key_fingerprint, "file-bytes")
+
+
+def redis_holder(run_id: str, shard: int, attempt: int, part: int) -> str:
+    """Who holds a slot, tokens or bytes: one part of one attempt (``run:shard:attempt:part``)."""
+    return f"{run_id}:{shard}:{attempt}:{part}"
 
 
 def part_output(shard: int, attempt: int, part: int) -> str:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         default=None, description="None runs the embedded in-memory broker and worker."
     )
     result_backend: str | None = None
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for admission control across workers; default: the broker or "
+        "result backend when it is Redis, an in-process fake in embedded mode.",
+    )
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
 
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).

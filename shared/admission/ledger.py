@@ -1,0 +1,349 @@
+"""Admission control across workers: what each API key holds at the provider, kept in Redis.
+
+A *holder* is one part of one attempt (:func:`shared.names.redis_holder`); it holds, per key
+fingerprint, at most one live-job slot (with the tokens it enqueued, per model) and at most one
+share of file storage (the bytes of its uploaded input file). Every change is one Lua script,
+so workers racing for the last slot cannot both win, and is idempotent per holder: a task
+redelivered after it acquired counts once, a release sent twice frees once.
+
+Leaks, and why two remedies:
+
+- A holding older than its TTL is dropped by the next script touching that key (job holdings
+  72 h: longer than a job may live, 48 h, plus slack; file holdings 50 h: the provider deletes
+  files after 48 h). This needs nothing to run, but a holder whose worker died keeps its slot
+  until then.
+- :meth:`Admission.reconcile` drops, sooner, holdings the run records do not vouch for. It
+  trusts its caller to name every live holder (or to scope the call to some runs), and spares
+  holdings younger than a grace period, since a holder writes its record just after acquiring.
+
+Re-acquiring refreshes a holding's time, so a holder still at work is never dropped by TTL.
+Redis holds fingerprints, holder ids, model names and numbers only: never an API key.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from shared.admission import _lua
+from shared.admission.rules import KeyLoad, Limits, orphans, pick_key, retry_countdown
+from shared.errors import RetryLater
+from shared.settings import Settings
+
+JOB_TTL_SECONDS = 72 * 3600.0
+FILE_TTL_SECONDS = 50 * 3600.0
+RECONCILE_GRACE_SECONDS = 600.0
+RETRY_SECONDS = (30.0, 60.0)
+
+_FINGERPRINT = re.compile(r"fp-[0-9a-f]+")
+
+
+class Admit(BaseModel):
+    """The holder holds it now; ``fresh`` is False when it already did (a redelivery)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key_fingerprint: str
+    holder: str
+    fresh: bool
+
+
+class Holding(BaseModel):
+    holder: str
+    acquired_at: datetime
+    amount: int  # tokens of a job holding, bytes of a file holding
+    model: str | None = None
+
+
+class KeySnapshot(BaseModel):
+    """What one key holds, for status and debugging; secret-free."""
+
+    key_fingerprint: str
+    taken_at: datetime
+    live_jobs: int
+    max_live_jobs: int
+    tokens_by_model: dict[str, int]
+    token_budget: int | None
+    file_bytes: int
+    file_budget_bytes: int
+    jobs: list[Holding]
+    files: list[Holding]
+
+
+class Reconciled(BaseModel):
+    """The holders :meth:`Admission.reconcile` dropped."""
+
+    jobs: list[str]
+    files: list[str]
+
+
+class Admission:
+    """Live-job slots, enqueued tokens and file storage per API key, shared through Redis.
+
+    ``clock`` (seconds since the epoch) replaces the Redis server's clock, for tests;
+    ``retry_seconds`` bounds the jittered countdown of the ``RetryLater`` a refusal raises.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        settings: Settings,
+        *,
+        job_ttl_seconds: float = JOB_TTL_SECONDS,
+        file_ttl_seconds: float = FILE_TTL_SECONDS,
+        retry_seconds: tuple[float, float] = RETRY_SECONDS,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.redis = redis_client
+        self.limits = Limits.from_settings(settings)
+        self._ttls = (round(job_ttl_seconds * 1000), round(file_ttl_seconds * 1000))
+        self._retry = retry_seconds
+        self._clock = clock
+        self._rng = rng
+        self._acquire_job = redis_client.register_script(_lua.ACQUIRE_JOB)
+        self._release_job = redis_client.register_script(_lua.RELEASE_JOB)
+        self._acquire_file = redis_client.register_script(_lua.ACQUIRE_FILE)
+        self._release_file = redis_client.register_script(_lua.RELEASE_FILE)
+        self._load = redis_client.register_script(_lua.LOAD)
+        self._snapshot = redis_client.register_script(_lua.SNAPSHOT)
+
+    # ---- live jobs and enqueued tokens ---------------------------------------------------
+
+    def acquire_job(self, key_fingerprint: str, holder: str, model: str, tokens: int) -> Admit:
+        """Take a live-job slot and ``tokens`` of ``model``'s budget, or raise ``RetryLater``.
+
+        Admitted while the key has fewer live jobs than ``max_live_jobs_per_key`` and the
+        tokens fit ``enqueued_token_budget`` (a part larger than the budget goes alone).
+        """
+        _check(key_fingerprint, holder, tokens)
+        verdict, live, enqueued = self._run(
+            self._acquire_job,
+            key_fingerprint,
+            holder,
+            model,
+            tokens,
+            self.limits.max_live_jobs,
+            "" if self.limits.token_budget is None else self.limits.token_budget,
+        )
+        if verdict == "jobs":
+            self._wait(
+                f"key {key_fingerprint} has {live} live batch jobs, the limit is "
+                f"{self.limits.max_live_jobs}"
+            )
+        if verdict == "tokens":
+            self._wait(
+                f"key {key_fingerprint} has {enqueued} tokens of {model} enqueued; {tokens} more "
+                f"would pass the budget of {self.limits.token_budget}"
+            )
+        return Admit(key_fingerprint=key_fingerprint, holder=holder, fresh=verdict == "admit")
+
+    def release_job(self, key_fingerprint: str, holder: str) -> bool:
+        """The job ended (any terminal state) or was never made: free its slot and tokens.
+
+        Returns False when there was nothing to free (released before, or never acquired).
+        """
+        _check(key_fingerprint, holder)
+        return bool(self._run(self._release_job, key_fingerprint, holder, ""))
+
+    # ---- provider file storage -----------------------------------------------------------
+
+    def acquire_file_bytes(self, key_fingerprint: str, holder: str, size: int) -> Admit:
+        """Claim ``size`` bytes of the key's file storage before uploading, or ``RetryLater``."""
+        _check(key_fingerprint, holder, size)
+        verdict, held = self._run(
+            self._acquire_file, key_fingerprint, holder, size, self.limits.file_budget_bytes
+        )
+        if verdict == "bytes":
+            self._wait(
+                f"key {key_fingerprint} holds {held} bytes of uploaded files; {size} more "
+                f"would pass the budget of {self.limits.file_budget_bytes}"
+            )
+        return Admit(key_fingerprint=key_fingerprint, holder=holder, fresh=verdict == "admit")
+
+    def release_file_bytes(self, key_fingerprint: str, holder: str) -> bool:
+        """The holder's uploaded file is deleted (or gone): its bytes are free again."""
+        _check(key_fingerprint, holder)
+        return bool(self._run(self._release_file, key_fingerprint, holder, ""))
+
+    # ---- choosing a key ------------------------------------------------------------------
+
+    def loads(
+        self, key_fingerprints: Sequence[str], *, model: str, holder: str | None = None
+    ) -> list[KeyLoad]:
+        """What each key holds now (one round trip); ``held`` marks keys ``holder`` uses."""
+        for fingerprint in key_fingerprints:
+            _check(fingerprint, holder or "-")
+        pipe = self.redis.pipeline(transaction=False)
+        for fingerprint in key_fingerprints:
+            self._run(self._load, fingerprint, model, holder or "", client=pipe)
+        answers = pipe.execute()
+        return [
+            KeyLoad(
+                key_fingerprint=fingerprint,
+                live_jobs=int(live),
+                enqueued_tokens=int(enqueued),
+                file_bytes=int(file_bytes),
+                held=bool(held),
+            )
+            for fingerprint, (live, enqueued, file_bytes, held) in zip(
+                key_fingerprints, answers, strict=True
+            )
+        ]
+
+    def choose_key(
+        self,
+        key_fingerprints: Sequence[str],
+        *,
+        model: str,
+        tokens: int,
+        size: int,
+        holder: str | None = None,
+    ) -> str:
+        """The key a new part should upload (and later create its job) with.
+
+        The key ``holder`` already holds something on, if any (a redelivered upload keeps its
+        key); else the key where the part fits now with the most headroom. Advisory only: the
+        acquire that follows is what admits or refuses.
+        """
+        loads = self.loads(key_fingerprints, model=model, holder=holder)
+        return pick_key(loads, self.limits, tokens=tokens, size=size)
+
+    # ---- leaks and status ----------------------------------------------------------------
+
+    def reconcile(
+        self,
+        key_fingerprint: str,
+        *,
+        jobs: Collection[str],
+        files: Collection[str],
+        runs: Collection[str] | None = None,
+        grace_seconds: float = RECONCILE_GRACE_SECONDS,
+    ) -> Reconciled:
+        """Drop holdings the records do not vouch for; returns the holders dropped.
+
+        ``jobs``: holders whose batch job is live (or whose create may be under way);
+        ``files``: holders whose uploaded file still exists at the provider (or is being
+        uploaded). With ``runs``, only holders of those runs are judged; without, the sets
+        must name every live holder of this key, across all runs. Holdings younger than
+        ``grace_seconds`` are kept, and so is one re-acquired while this call ran.
+        """
+        raw = self._read(key_fingerprint)
+        grace_ms = grace_seconds * 1000
+        pipe = self.redis.pipeline(transaction=False)
+        judged: list[list[str]] = []
+        for held, live, script in (
+            (raw.jobs, jobs, self._release_job),
+            (raw.files, files, self._release_file),
+        ):
+            acquired = {h.holder: h.acquired_ms for h in held}
+            found = orphans(acquired, live, now_ms=raw.now_ms, grace_ms=grace_ms, runs=runs)
+            for holder in found:
+                self._run(script, key_fingerprint, holder, acquired[holder], client=pipe)
+            judged.append(found)
+        freed = iter(pipe.execute())
+        return Reconciled(
+            jobs=[holder for holder in judged[0] if next(freed)],
+            files=[holder for holder in judged[1] if next(freed)],
+        )
+
+    def snapshot(self, key_fingerprint: str) -> KeySnapshot:
+        """Counts, tokens per model, bytes and holders of one key (expired ones dropped)."""
+        raw = self._read(key_fingerprint)
+        return KeySnapshot(
+            key_fingerprint=key_fingerprint,
+            taken_at=_when(raw.now_ms),
+            live_jobs=len(raw.jobs),
+            max_live_jobs=self.limits.max_live_jobs,
+            tokens_by_model=raw.tokens,
+            token_budget=self.limits.token_budget,
+            file_bytes=raw.file_bytes,
+            file_budget_bytes=self.limits.file_budget_bytes,
+            jobs=[h.public() for h in raw.jobs],
+            files=[h.public() for h in raw.files],
+        )
+
+    def _read(self, key_fingerprint: str) -> _Raw:
+        _check(key_fingerprint, "-")
+        now, tokens, file_bytes, jobs, job_claims, files, file_claims = self._run(
+            self._snapshot, key_fingerprint
+        )
+        claims = dict(_pairs(job_claims))
+        sizes = dict(_pairs(file_claims))
+        job_holdings = []
+        for holder, acquired in _pairs(jobs):
+            amount, _, model = claims.get(holder, "0 ").partition(" ")
+            job_holdings.append(_RawHolding(holder, int(float(acquired)), int(amount), model))
+        return _Raw(
+            now_ms=int(now),
+            tokens={model: int(count) for model, count in _pairs(tokens)},
+            file_bytes=int(file_bytes),
+            jobs=job_holdings,
+            files=[
+                _RawHolding(holder, int(float(acquired)), int(sizes.get(holder, 0)), "")
+                for holder, acquired in _pairs(files)
+            ],
+        )
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _run(self, script: Any, key_fingerprint: str, *args: object, client: Any = None) -> Any:
+        now = "" if self._clock is None else str(round(self._clock() * 1000))
+        argv = [now, *self._ttls, *args]
+        return script(keys=_lua.keys_of(key_fingerprint), args=argv, client=client)
+
+    def _wait(self, reason: str) -> None:
+        raise RetryLater(reason, retry_countdown(*self._retry, rng=self._rng))
+
+
+def _check(key_fingerprint: str, holder: str, amount: int = 0) -> None:
+    # The value is never echoed: a caller that passes a raw API key by mistake must not
+    # see it land in an exception message, a log line or a Redis key.
+    if not _FINGERPRINT.fullmatch(key_fingerprint):
+        raise ValueError("admission takes a key fingerprint (fp-...), never the key itself")
+    if not holder:
+        raise ValueError("admission needs a holder id")
+    if amount < 0:
+        raise ValueError(f"admission amounts cannot be negative ({amount})")
+
+
+def _pairs(flat: list[Any]) -> list[tuple[str, Any]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _when(ms: float) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class _RawHolding:
+    holder: str
+    acquired_ms: int
+    amount: int
+    model: str  # "" for a file holding
+
+    def public(self) -> Holding:
+        return Holding(
+            holder=self.holder,
+            acquired_at=_when(self.acquired_ms),
+            amount=self.amount,
+            model=self.model or None,
+        )
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """One key's holdings as the snapshot script read them, times in ms."""
+
+    now_ms: int
+    tokens: dict[str, int]
+    file_bytes: int
+    jobs: list[_RawHolding]
+    files: list[_RawHolding]
