@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         "result backend when it is Redis, an in-process fake in embedded mode.",
     )
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    embedded_concurrency: int = Field(
+        default=4, gt=0, description="Worker threads of the embedded (no broker) mode."
+    )
 
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)

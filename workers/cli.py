@@ -1,0 +1,348 @@
+"""The ``shardline`` command: run, submit, status, watch, cancel, resume, list, demo, ...
+
+Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended without
+accounting for every line; 2 bad usage, input or configuration (message on stderr);
+3 interrupted (the run can be resumed); 4 provider or storage failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+
+from shared.errors import InputError, ProviderError, RunError, ShardlineError, StorageError
+from shared.pipeline.cancel import cancel_run
+from shared.pipeline.context import run_context
+from shared.pipeline.progress import RunProgress, read_progress
+from shared.pipeline.start import StartedRun, lookup_run, registry, start_run
+from shared.runstore import RunRecords
+from shared.settings import Settings, load_settings
+from shared.spec import RunOptions, RunSpec, run_spec_schema
+from shared.storage import open_storage
+from workers.display import follow, progress_line, summary_table
+
+EXIT_OK, EXIT_UNACCOUNTED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``2000000``, ``200MB``, ``1.5GiB`` → bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 200MB, 1GiB)")
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _uri(text: str) -> str:
+    """Local paths become absolute, so workers elsewhere in the run see the same place."""
+    if "://" in text:
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def _label(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"a label is NAME=VALUE, not {text!r}")
+    return name, value
+
+
+# ---- building a run -------------------------------------------------------------------
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    return RunSpec(
+        input_uri=_uri(args.input),
+        output_uri=_uri(args.out),
+        model=args.model,
+        kind=args.kind,
+        idempotency_key=args.idempotency_key,
+        options=RunOptions(
+            shard_max_bytes=args.shard_max_bytes,
+            shard_max_requests=args.shard_max_requests,
+        ),
+        labels=dict(args.label or []),
+    )
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _records(output_uri: str) -> RunRecords:
+    return RunRecords(open_storage(output_uri))
+
+
+def _finish(progress: RunProgress, output_uri: str, *, as_json: bool) -> int:
+    summary = progress.summary
+    if summary is None:
+        print(progress_line(progress), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        Console().print(summary_table(summary, output_uri))
+    return EXIT_OK if summary.accounted else EXIT_UNACCOUNTED
+
+
+def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: bool) -> int:
+    """Make the run progress and show it until it is done.
+
+    Embedded: this process is the worker; a run found unfinished (created by an earlier
+    process whose in-memory queue died with it) is resumed from its records. With a broker:
+    only enqueue, and watch the records while workers anywhere do the work.
+    """
+    from workers.app import configure
+    from workers.tasks.run import enqueue_plan
+
+    app = configure(settings)
+    records = _records(started.output_uri)
+
+    def read() -> RunProgress:
+        return read_progress(records)
+
+    if records.summary() is not None:
+        return _finish(read(), started.output_uri, as_json=as_json)
+    console = _console()
+    if settings.embedded:
+        from workers.embedded import embedded_worker
+
+        with embedded_worker(app, concurrency=settings.embedded_concurrency):
+            # Always: this process's in-memory queue is new, whatever ran the run before.
+            enqueue_plan(started.run_id, started.output_uri)
+            try:
+                progress = follow(read, console=console)
+            except KeyboardInterrupt:
+                console.print(
+                    f"interrupted; continue with: shardline resume {started.run_id}"
+                )
+                return EXIT_INTERRUPTED
+        return _finish(progress, started.output_uri, as_json=as_json)
+    if started.created or resume:
+        enqueue_plan(started.run_id, started.output_uri)
+    try:
+        progress = follow(read, console=console)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; the run goes on: shardline watch {started.run_id}")
+        return EXIT_INTERRUPTED
+    return _finish(progress, started.output_uri, as_json=as_json)
+
+
+# ---- commands -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    started = start_run(settings, spec_from_args(args))
+    _console().print(f"run {started.run_id} → {started.output_uri}")
+    return drive(settings, started, resume=False, as_json=args.json)
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.embedded:
+        print(
+            "shardline submit needs a broker (SHARDLINE_BROKER_URL=redis://... or amqp://...): "
+            "with the embedded default nothing would run after this command exits; "
+            "use shardline run instead",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from workers.app import configure
+    from workers.tasks.run import enqueue_plan
+
+    configure(settings)
+    started = start_run(settings, spec_from_args(args))
+    if started.created:
+        enqueue_plan(started.run_id, started.output_uri)
+    if args.json:
+        print(started.model_dump_json())
+    else:
+        print(started.run_id)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    entry = lookup_run(settings, args.run)
+    progress = read_progress(_records(entry.output_uri))
+    if args.json:
+        print(progress.model_dump_json(indent=2))
+    elif progress.summary is not None:
+        Console().print(summary_table(progress.summary, entry.output_uri))
+    else:
+        print(progress_line(progress))
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    entry = lookup_run(settings, args.run)
+    records = _records(entry.output_uri)
+    progress = follow(lambda: read_progress(records), console=_console())
+    return _finish(progress, entry.output_uri, as_json=args.json)
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    entry = lookup_run(settings, args.run)
+    with run_context(settings, entry.run_id, entry.output_uri) as ctx:
+        result = cancel_run(ctx)
+    print(f"run {entry.run_id}: cancel requested, {result['cancelled_jobs']} live job(s) "
+          "cancelled; what finished is still merged")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    entry = lookup_run(settings, args.run)
+    started = StartedRun(run_id=entry.run_id, output_uri=entry.output_uri, created=False)
+    if not settings.embedded and args.detach:
+        from workers.app import configure
+        from workers.tasks.run import enqueue_plan
+
+        configure(settings)
+        enqueue_plan(started.run_id, started.output_uri)
+        print(started.run_id)
+        return EXIT_OK
+    return drive(settings, started, resume=True, as_json=args.json)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    entries = sorted(registry(settings).entries(), key=lambda e: e.created_at, reverse=True)
+    for entry in entries[: args.limit]:
+        try:
+            state = read_progress(_records(entry.output_uri)).state
+        except ShardlineError:
+            state = "unknown"
+        print(f"{entry.run_id}\t{state}\t{entry.created_at:%Y-%m-%d %H:%M}\t{entry.output_uri}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(orjson.dumps(run_spec_schema(), option=orjson.OPT_INDENT_2).decode())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
+    from workers.demo import DEMO_KEY, emulator_process, write_sample
+
+    base = Path(args.dir).expanduser().resolve()
+    work = base / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
+    console = _console()
+    requests_path = work / "requests.jsonl"
+    lines = write_sample(requests_path, args.requests)
+    console.print(f"demo: {lines} input lines in {requests_path}")
+    with emulator_process(work) as base_url:
+        console.print(f"demo: emulator on {base_url}")
+        demo_settings = load_settings(
+            api_key=DEMO_KEY,
+            api_keys=[],
+            api_base_url=base_url,
+            broker_url=None,
+            result_backend=None,
+            state_uri=str(work / "state"),
+            poll_initial_seconds=0.5,
+            poll_max_seconds=2.0,
+        )
+        spec = RunSpec(
+            input_uri=str(requests_path),
+            output_uri=str(work / "out"),
+            options=RunOptions(shard_max_requests=args.shard_max_requests),
+            labels={"demo": "true"},
+        )
+        started = start_run(demo_settings, spec)
+        code = drive(demo_settings, started, resume=False, as_json=False)
+    out = work / "out"
+    console.print(f"results: {out / 'results.jsonl'}\nerrors:  {out / 'errors.jsonl'}\n"
+                  f"rejected: {out / 'rejected.jsonl'}\nsummary: {out / 'summary.json'}")
+    return code
+
+
+def cmd_emulator(args: argparse.Namespace, settings: Settings) -> int:
+    from emulator.cli import main as emulator_main
+
+    return emulator_main(args.emulator_args)
+
+
+# ---- parser ---------------------------------------------------------------------------
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="JSONL of requests: a path, file://, s3:// or gs:// URI")
+    parser.add_argument("--out", required=True, help="output prefix the run owns")
+    parser.add_argument("--model", help="model name (default: the settings' for the kind)")
+    parser.add_argument("--kind", choices=["generate", "embed"], default="generate")
+    parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
+    parser.add_argument("--shard-max-requests", type=int)
+    parser.add_argument("--idempotency-key", help="the same key twice starts one run")
+    parser.add_argument("--label", action="append", type=_label, metavar="NAME=VALUE")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shardline",
+        description="Huge LLM workloads through the Gemini Batch API, with Celery workers.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    _run_options(command("run", cmd_run, "submit a run and wait for it, showing progress"))
+    _run_options(command("submit", cmd_submit, "enqueue a run and print its id"))
+    for name, handler, text in (
+        ("status", cmd_status, "show a run's progress or summary"),
+        ("watch", cmd_watch, "follow a run until it is done"),
+        ("cancel", cmd_cancel, "cancel a run's live jobs; what finished is still merged"),
+        ("resume", cmd_resume, "pick a run up from its records (after a broker loss)"),
+    ):
+        sub = command(name, handler, text)
+        sub.add_argument("run", help="run id, or the run's output location")
+        sub.add_argument("--json", action="store_true")
+        if name == "resume":
+            sub.add_argument("--detach", action="store_true",
+                             help="with a broker: enqueue and return instead of watching")
+    listing = command("list", cmd_list, "list recent runs")
+    listing.add_argument("--limit", type=int, default=20)
+    command("schema", cmd_schema, "print the JSON schema of the start_run payload")
+    demo = command("demo", cmd_demo, "run a sample workload against the bundled emulator")
+    demo.add_argument("--dir", default="shardline-demo", help="where the demo writes")
+    demo.add_argument("--requests", type=int, default=3000)
+    demo.add_argument("--shard-max-requests", type=int, default=500)
+    emulator = command("emulator", cmd_emulator, "serve the bundled Gemini API emulator")
+    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["emulator"]:  # pass every switch through untouched
+        from emulator.cli import main as emulator_main
+
+        return emulator_main(raw[1:])
+    args = build_parser().parse_args(raw)
+    try:
+        settings = load_settings()
+        code: int = args.handler(args, settings)
+        return code
+    except (InputError, RunError, ValueError) as exc:
+        print(f"shardline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ProviderError, StorageError) as exc:
+        print(f"shardline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+__all__ = ["build_parser", "main", "parse_size"]
+if __name__ == "__main__":
+    raise SystemExit(main())
