@@ -67,21 +67,26 @@ def job_verdict(live_jobs: int, enqueued: int, tokens: int, limits: Limits) -> J
 
 def headroom(load: KeyLoad, limits: Limits) -> float:
     """The scarcest share left on a key (1.0: idle, 0.0 or less: full) of any of its limits."""
+    return min(_shares(load, limits))
+
+
+def _shares(load: KeyLoad, limits: Limits) -> list[float]:
     shares = [
         1.0 - load.live_jobs / limits.max_live_jobs,
         1.0 - load.file_bytes / limits.file_budget_bytes,
     ]
     if limits.token_budget is not None:
         shares.append(1.0 - load.enqueued_tokens / limits.token_budget)
-    return min(shares)
+    return shares
 
 
 def pick_key(loads: Sequence[KeyLoad], limits: Limits, *, tokens: int, size: int) -> str:
     """The key a new part should use: one it already holds, else the one with most room.
 
     Keys where the part fits now (a job slot, its tokens and its bytes) come before keys
-    where it would wait; among those, the most headroom wins, ties going to pool order. So
-    a run's parts spread across the pool as each claim lowers its key's headroom.
+    where it would wait; among those, the most headroom (the scarcest share left) wins, then
+    the most room over all limits, then pool order. So a run's parts spread across the pool
+    as each claim lowers its key's headroom.
     """
     if not loads:
         raise ValueError("pick_key needs at least one key")
@@ -89,12 +94,13 @@ def pick_key(loads: Sequence[KeyLoad], limits: Limits, *, tokens: int, size: int
         if load.held:
             return load.key_fingerprint
 
-    def rank(item: tuple[int, KeyLoad]) -> tuple[bool, float, int]:
+    def rank(item: tuple[int, KeyLoad]) -> tuple[bool, float, float, int]:
         index, load = item
         ready = job_verdict(
             load.live_jobs, load.enqueued_tokens, tokens, limits
         ) == "admit" and fits(load.file_bytes, size, limits.file_budget_bytes)
-        return (not ready, -headroom(load, limits), index)
+        shares = _shares(load, limits)
+        return (not ready, -min(shares), -sum(shares), index)
 
     return min(enumerate(loads), key=rank)[1].key_fingerprint
 
