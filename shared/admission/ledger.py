@@ -18,6 +18,19 @@ Leaks, and why two remedies:
 
 Re-acquiring refreshes a holding's time, so a holder still at work is never dropped by TTL.
 Redis holds fingerprints, holder ids, model names and numbers only: never an API key.
+
+Other limits, by choice:
+
+- No queue: waiters poll with a jittered countdown, first come first served at each retry.
+  A part needing most of a budget can wait while small parts keep filling it; it still runs
+  once the key drains (a part larger than the whole budget runs alone).
+- The counts are Shardline's view. Jobs or files made outside it with the same key (another
+  tool, a lost worker's create found later) are not seen; set the budgets below the
+  provider's limits to leave room. Output files the provider generates are not counted: they
+  are deleted as soon as they are collected.
+- The Redis must keep these keys: ``maxmemory-policy noeviction`` (Celery's broker needs
+  the same). All keys of one fingerprint share a hash tag, but the client is a plain
+  ``redis.Redis``: Redis Cluster is not supported.
 """
 
 from __future__ import annotations
