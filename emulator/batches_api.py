@@ -116,8 +116,9 @@ async def _create(call: Call, kind: Literal["generate", "embed"]) -> Response:
     if input_file is None:
         write_atomic(emulator.store.work_dir(job.id) / INLINE_INPUT, orjson.dumps(requests))
     emulator.store.save_job(job, create=True)
+    created = operation_json(emulator.jobs, job, refresh=False)
     emulator.jobs.start(job)
-    return json_response(operation_json(emulator.jobs, job))
+    return json_response(created)
 
 
 async def create_generate(call: Call) -> Response:

@@ -49,9 +49,14 @@ def _stats(manager: JobManager, job: JobRecord) -> dict[str, str]:
     return {name: int64(value) for name, value in stats.items() if value}
 
 
-def operation_json(manager: JobManager, job: JobRecord) -> dict[str, Any]:
-    """The Operation of a batch: ``done`` omitted while live, ``response`` once it is out."""
-    manager.refresh(job)
+def operation_json(manager: JobManager, job: JobRecord, *, refresh: bool = True) -> dict[str, Any]:
+    """The Operation of a batch: ``done`` omitted while live, ``response`` once it is out.
+
+    ``refresh=False`` renders the job as it was created (the create call always answers
+    PENDING, however fast the clock runs).
+    """
+    if refresh:
+        manager.refresh(job)
     metadata: dict[str, Any] = {
         "@type": _TYPE + _BATCH_TYPE[job.kind],
         "model": job.model,

@@ -221,7 +221,8 @@ def test_job_rate_and_times_select_jobs(emulator: EmulatorHandle):
     assert states == ["BATCH_STATE_FAILED", "BATCH_STATE_SUCCEEDED", "BATCH_STATE_SUCCEEDED"]
 
 
-def test_job_expires_after_48_hours_pending(emulator: EmulatorHandle):
+def test_job_expires_after_48_hours_pending(emulator_factory):
+    emulator = emulator_factory(time_scale=0.001)
     emulator.set_faults({"jobs": [{"expire": True}]})
     with emulator.http() as client:
         name = create_inline_batch(client, ["a"]).json()["name"]
@@ -287,12 +288,12 @@ def test_inline_request_errors_have_no_details(emulator: EmulatorHandle):
 
 
 def test_succeeded_before_output_is_attached(emulator: EmulatorHandle):
-    emulator.set_faults({"jobs": [{"late_output_seconds": 3600}]})
+    emulator.set_faults({"jobs": [{"late_output_seconds": 1e6}]})
     with emulator.http() as client:
         file = upload(client, jsonl([{"key": "a", "request": request("a")}]))
         name = create_file_batch(client, file["name"]).json()["name"]
         early = wait_done(client, name)
-        emulator.advance(3601)
+        emulator.advance(1e6 + 1)
         late = client.get(f"/v1beta/{name}").json()
     assert early["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
     assert "output" not in early["metadata"] and "response" not in early
@@ -311,7 +312,8 @@ def test_echo_arrays_emptied(emulator: EmulatorHandle):
     assert line["meta"] == {"ids": [], "n": 1}
 
 
-def test_files_expire_after_48_hours(emulator: EmulatorHandle):
+def test_files_expire_after_48_hours(emulator_factory):
+    emulator = emulator_factory(time_scale=0.001)
     with emulator.http() as client:
         file = upload(client, b"x")
         emulator.advance(48 * 3600 - 60)
