@@ -1,0 +1,136 @@
+"""The reconciler: finds runs that nobody is moving any more and sets them going again.
+
+Nothing in a run is lost when a message is (a flushed broker, a poll whose countdown message
+vanished): the records say what is left to do, and every step is idempotent. A shard is
+*stale* when none of its records changed for longer than a live worker can stay silent —
+the visibility timeout (after which the broker itself redelivers) plus two poll intervals.
+Then its latest attempt's chain is sent again, detached from the chord; a run whose shards
+are all final but which has no summary gets its merge sent again. Jobs pending close to the
+provider's 48 h limit are reported, so an operator can act before they expire.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+from shared.errors import ShardlineError
+from shared.records import utcnow
+from shared.registry import RunEntry, RunRegistry
+from shared.runstore import RunRecords
+from shared.settings import Settings
+from shared.storage import open_storage
+
+log = logging.getLogger("shardline.reconcile")
+
+#: A job still pending after this long is close to the provider's 48 h expiry.
+PENDING_WARNING = timedelta(hours=44)
+
+
+class ReconcileReport(BaseModel):
+    runs_checked: int = 0
+    chains_restarted: list[str] = Field(default_factory=list)
+    merges_restarted: list[str] = Field(default_factory=list)
+    plans_restarted: list[str] = Field(default_factory=list)
+    pending_near_expiry: list[str] = Field(default_factory=list)
+    unreadable: list[str] = Field(default_factory=list)
+
+
+def stale_after(settings: Settings) -> timedelta:
+    return timedelta(
+        seconds=settings.visibility_timeout_seconds + 2 * settings.poll_max_seconds + 60
+    )
+
+
+def last_activity(records: RunRecords, shard: int) -> datetime | None:
+    """The newest timestamp in any record of the shard (None if it has none yet)."""
+    moments: list[datetime] = []
+    for attempt in records.attempts(shard):
+        moments.append(attempt.created_at)
+        for part in attempt.parts:
+            upload = records.upload(shard, attempt.attempt, part.part)
+            if upload is not None:
+                moments.extend(m for m in (upload.started_at, upload.finished_at) if m)
+            job = records.job(shard, attempt.attempt, part.part)
+            if job is not None:
+                moments.extend(m for m in (job.intent_at, job.created_at, job.polled_at) if m)
+            collected = records.collected(shard, attempt.attempt, part.part)
+            if collected is not None:
+                moments.append(collected.collected_at)
+    return max(moments, default=None)
+
+
+def reconcile_run(
+    entry: RunEntry,
+    settings: Settings,
+    report: ReconcileReport,
+    *,
+    now: datetime,
+    restart_chain: Callable[[str, str, int, int], None],
+    restart_merge: Callable[[str, str], None],
+    restart_plan: Callable[[str, str], None],
+) -> None:
+    records = RunRecords(open_storage(entry.output_uri))
+    if records.summary() is not None:
+        return
+    report.runs_checked += 1
+    threshold = now - stale_after(settings)
+    manifest = records.manifest()
+    plan = records.plan()
+    if plan is None:
+        if manifest.created_at < threshold:
+            restart_plan(entry.run_id, entry.output_uri)
+            report.plans_restarted.append(entry.run_id)
+        return
+    all_final = True
+    newest: datetime | None = None
+    for shard in plan.shards:
+        outcome = records.outcome(shard.index)
+        if outcome is not None:
+            newest = max(filter(None, [newest, outcome.finished_at]))
+            continue
+        all_final = False
+        attempts = records.attempts(shard.index)
+        latest = attempts[-1] if attempts else None
+        for attempt in attempts[-1:]:
+            for part in attempt.parts:
+                job = records.job(shard.index, attempt.attempt, part.part)
+                if (job is not None and job.state == "BATCH_STATE_PENDING"
+                        and job.created_at is not None
+                        and now - job.created_at > PENDING_WARNING):
+                    report.pending_near_expiry.append(job.job_name or job.display_name)
+                    log.warning("job %s of run %s pending for %s: near the 48 h expiry",
+                                job.job_name, entry.run_id, now - job.created_at)
+        activity = last_activity(records, shard.index) or plan.planned_at
+        if latest is not None and activity < threshold:
+            restart_chain(entry.run_id, entry.output_uri, shard.index, latest.attempt)
+            report.chains_restarted.append(f"{entry.run_id}/s{shard.index}/a{latest.attempt}")
+    if all_final and (newest is None or newest < threshold):
+        restart_merge(entry.run_id, entry.output_uri)
+        report.merges_restarted.append(entry.run_id)
+
+
+def reconcile(
+    settings: Settings,
+    *,
+    restart_chain: Callable[[str, str, int, int], None],
+    restart_merge: Callable[[str, str], None],
+    restart_plan: Callable[[str, str], None],
+    now: datetime | None = None,
+) -> ReconcileReport:
+    """Look at every unfinished run of the registry once."""
+    report = ReconcileReport()
+    moment = now or utcnow()
+    for entry in RunRegistry(open_storage(settings.state_uri)).entries():
+        try:
+            reconcile_run(
+                entry, settings, report, now=moment, restart_chain=restart_chain,
+                restart_merge=restart_merge, restart_plan=restart_plan,
+            )
+        except ShardlineError as exc:
+            log.warning("run %s: cannot reconcile: %s", entry.run_id, exc)
+            report.unreadable.append(entry.run_id)
+    return report

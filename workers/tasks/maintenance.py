@@ -1,0 +1,41 @@
+"""Housekeeping run by beat: the reconciler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from shared import names
+from shared.pipeline.reconcile import reconcile as reconcile_runs
+from workers.app import app
+
+
+def _restart_chain(run_id: str, output_uri: str, shard: int, attempt: int) -> None:
+    from workers.canvas import shard_chain
+
+    shard_chain(run_id, output_uri, shard, attempt).apply_async()
+
+
+def _restart_merge(run_id: str, output_uri: str) -> None:
+    from workers.tasks.run import merge
+
+    merge.apply_async((run_id, output_uri))
+
+
+def _restart_plan(run_id: str, output_uri: str) -> None:
+    from workers.tasks.run import enqueue_plan
+
+    enqueue_plan(run_id, output_uri)
+
+
+@app.task(bind=True, name=names.TASK_RECONCILE, acks_late=True)
+def reconcile(self: Task) -> dict[str, Any]:
+    """Re-attach work to runs nobody is moving (lost messages); warn on jobs near expiry."""
+    report = reconcile_runs(
+        app.settings,
+        restart_chain=_restart_chain,
+        restart_merge=_restart_merge,
+        restart_plan=_restart_plan,
+    )
+    return report.model_dump()
