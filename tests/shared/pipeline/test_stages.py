@@ -72,7 +72,7 @@ def test_start_is_idempotent_per_key(harness, tmp_path: Path) -> None:
 
 def test_start_names_a_missing_input(harness, tmp_path: Path) -> None:
     spec = RunSpec(input_uri=str(tmp_path / "nope.jsonl"), output_uri=str(tmp_path / "o"))
-    with pytest.raises(InputFileError, match="nope.jsonl: no such file"):
+    with pytest.raises(InputFileError, match=r"nope\.jsonl: no such file"):
         start_run(harness.settings, spec)
 
 
