@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import redis
 from celery import Celery
 
 from shared import names
+from shared.coordination import coordination_redis
 from shared.settings import Settings, load_settings
 
 EMBEDDED_BROKER = "memory://"
@@ -24,12 +26,20 @@ class ShardlineCelery(Celery):  # type: ignore[misc]
     """A Celery app that carries the Shardline settings it was configured with."""
 
     _settings: Settings | None = None
+    _coordination: redis.Redis | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
+
+    @property
+    def coordination(self) -> redis.Redis:
+        """One coordination Redis client per worker process (admission control)."""
+        if self._coordination is None:
+            self._coordination = coordination_redis(self.settings)
+        return self._coordination
 
 
 class _LazyConfig(Mapping[str, Any]):
@@ -107,5 +117,6 @@ app.config_from_object(_LazyConfig(app))
 def configure(settings: Settings) -> ShardlineCelery:
     """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests)."""
     app._settings = settings
+    app._coordination = None
     app.conf.update(celery_config(settings))
     return app

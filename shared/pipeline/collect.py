@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from shared import names
 from shared.errors import ProviderError, RunError
+from shared.failpoints import failpoint
 from shared.jsonl import (
     collect_output,
     fail_all,
@@ -70,6 +71,7 @@ def collect_attempt(ctx: RunContext, shard: int, attempt: int) -> CollectStep:
     record = _attempt(ctx, shard, attempt)
     cancelled = ctx.records.cancel_requested()
     collected = [collect_part(ctx, shard, attempt, part, cancelled) for part in record.parts]
+    failpoint("collect.after_parts")
     if ctx.records.attempt(shard, attempt + 1) is not None:
         return CollectStep(shard=shard, attempt=attempt, next_attempt=attempt + 1)
     retry = sum(c.retryable for c in collected)
@@ -77,6 +79,7 @@ def collect_attempt(ctx: RunContext, shard: int, attempt: int) -> CollectStep:
     if retry and not cancelled and attempt < limit:
         expired = any(c.job_state == EXPIRED for c in collected)
         stage_next_attempt(ctx, record, retry, "expired" if expired else "retry")
+        failpoint("collect.after_staging")
         return CollectStep(shard=shard, attempt=attempt, next_attempt=attempt + 1)
     final = finish(ctx, shard)
     return CollectStep(shard=shard, attempt=attempt, state=final.state)
@@ -119,6 +122,10 @@ def collect_part(
     record.seconds = time.monotonic() - started
     ctx.records.write(names.part_collected(shard, attempt, part.part), record)
     _free_provider_files(ctx, shard, attempt, part.part, job)
+    if job is not None:
+        ctx.admission.release_job(
+            job.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part.part)
+        )
     return record
 
 
@@ -135,6 +142,8 @@ def _collect_output(
         ):
             for chunk in chunks:
                 out.write(chunk)
+                failpoint("collect.mid_download")
+    failpoint("collect.after_download")
     may_retry = not cancelled and attempt < ctx.manifest.max_request_attempts
 
     def retryable(error: Mapping[str, Any]) -> bool:
@@ -283,6 +292,7 @@ def finish(ctx: RunContext, shard: int) -> ShardOutcome:
         results = stack.enter_context(storage.open_write(names.shard_results(shard)))
         errors = stack.enter_context(storage.open_write(names.shard_errors(shard)))
         totals = finish_shard(sidecar, streams, results, errors)
+    failpoint("finish.after_results")
     tokens = TokenTotals()
     for _, _, record in collected:
         tokens = tokens.add(record.tokens)
@@ -368,4 +378,8 @@ def abandon_attempt(
                 ctx.client(job.key_fingerprint).cancel_batch(job.job_name)
         collected = _fail_part(ctx, shard, attempt, part, error, ABANDONED, retryable=False)
         ctx.records.write(names.part_collected(shard, attempt, part.part), collected)
+        if job is not None:
+            ctx.admission.release_job(
+                job.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part.part)
+            )
     return finish(ctx, shard)

@@ -7,6 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import redis
+
+from shared.admission import Admission
+from shared.coordination import coordination_redis
 from shared.keys import KeyPool
 from shared.provider import GeminiClient, build_client
 from shared.records import RunManifest
@@ -22,6 +26,7 @@ class RunContext:
     settings: Settings
     run_id: str
     output_uri: str
+    redis: redis.Redis | None = field(default=None, repr=False)
     _clients: dict[str, GeminiClient] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -40,6 +45,13 @@ class RunContext:
     def keys(self) -> KeyPool:
         return KeyPool(self.settings.key_pool())
 
+    @cached_property
+    def admission(self) -> Admission:
+        """Live jobs, enqueued tokens and file bytes per key, shared by every worker."""
+        if self.redis is None:
+            self.redis = coordination_redis(self.settings)
+        return Admission(self.redis, self.settings)
+
     def client(self, key_fingerprint: str) -> GeminiClient:
         """A client that authenticates with the key of that fingerprint (key affinity)."""
         if key_fingerprint not in self._clients:
@@ -54,8 +66,10 @@ class RunContext:
 
 
 @contextmanager
-def run_context(settings: Settings, run_id: str, output_uri: str) -> Iterator[RunContext]:
-    ctx = RunContext(settings=settings, run_id=run_id, output_uri=output_uri)
+def run_context(
+    settings: Settings, run_id: str, output_uri: str, *, redis: redis.Redis | None = None
+) -> Iterator[RunContext]:
+    ctx = RunContext(settings=settings, run_id=run_id, output_uri=output_uri, redis=redis)
     try:
         yield ctx
     finally:

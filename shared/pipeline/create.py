@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from shared import names
 from shared.errors import ProviderClientError, RetryLater, RunError
+from shared.failpoints import failpoint
 from shared.pipeline.context import RunContext
 from shared.provider import BatchJob
 from shared.records import JobRecord, PartPlan, utcnow
@@ -39,6 +40,12 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
         raise RunError(f"run {ctx.run_id}: shard {shard}/a{attempt}/p{part.part} not uploaded")
     display = names.display_name(ctx.run_id, shard, attempt, part.part)
     client = ctx.client(upload.key_fingerprint)
+    # Before the intent: a wait here must not leave an intent that makes the next try wait
+    # out the create lease. Idempotent per holder, so a redelivered task counts once.
+    holder = names.redis_holder(ctx.run_id, shard, attempt, part.part)
+    ctx.admission.acquire_job(
+        upload.key_fingerprint, holder, ctx.manifest.model, part.estimated_tokens
+    )
     fresh = False
     if job is None:
         job = JobRecord(
@@ -65,6 +72,7 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
         job.intent_at = utcnow()  # take the lease over: the earlier creator is gone
         job.create_in_flight = True
         ctx.records.write(key, job)
+    failpoint("create.after_intent")
     try:
         batch = client.create_batch(
             ctx.manifest.model,
@@ -76,11 +84,13 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
         # A 4xx (429 included) is an answer: no job was made, so the next try need not wait.
         job.create_in_flight = False
         ctx.records.write(key, job)
+        ctx.admission.release_job(upload.key_fingerprint, holder)
         raise
     return _record(ctx, key, job, batch)
 
 
 def _record(ctx: RunContext, key: str, job: JobRecord, batch: BatchJob) -> JobRecord:
+    failpoint("create.after_call")
     job.job_name = batch.name
     job.created_at = utcnow()  # our clock: the provider's may differ (emulated, skewed)
     job.state = batch.state.value

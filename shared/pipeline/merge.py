@@ -11,6 +11,7 @@ import time
 
 from shared import names
 from shared.errors import NotFoundError, ProviderError, RetryLater, RunError
+from shared.failpoints import failpoint
 from shared.jsonl import concat
 from shared.pipeline.context import RunContext
 from shared.pricing import estimate_cost
@@ -54,8 +55,10 @@ def merge_run(ctx: RunContext) -> Summary:
         concat(storage, [names.shard_errors(o.shard) for o in outcomes], out)
     with storage.open_write(names.REJECTED) as out:
         concat(storage, [names.PLAN_REJECTED], out)
+    failpoint("merge.after_results")
     summary = _summary(ctx, plan, outcomes, merge_seconds=time.monotonic() - started)
     written = ctx.records.create_or_read(names.SUMMARY, summary)
+    failpoint("merge.after_summary")
     delete_provider_files(ctx, plan)
     return written
 
@@ -154,5 +157,8 @@ def delete_part_file(ctx: RunContext, shard: int, attempt: int, part: int) -> No
         pass  # expired or deleted already: the quota is free either way
     except ProviderError:
         return  # best effort; files expire after 48 h and the reconciler retries
+    ctx.admission.release_file_bytes(
+        record.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part)
+    )
     record.deleted = True
     ctx.records.write(names.part_upload(shard, attempt, part), record)

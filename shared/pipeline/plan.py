@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from shared import names
+from shared.failpoints import failpoint
 from shared.jsonl import plan_input
 from shared.pipeline.context import RunContext
 from shared.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
@@ -32,6 +33,7 @@ def plan_run(ctx: RunContext) -> PlanRecord:
             shard_max_requests=manifest.shard_max_requests,
             source=manifest.spec.input_uri,
         )
+    failpoint("plan.after_shards")
     record = PlanRecord(
         input_uri=manifest.spec.input_uri,
         lines=result.lines,
@@ -60,4 +62,6 @@ def plan_run(ctx: RunContext) -> PlanRecord:
                 ],
             ),
         )
-    return ctx.records.create_or_read(names.PLAN, record)
+    planned = ctx.records.create_or_read(names.PLAN, record)
+    failpoint("plan.after_record")
+    return planned

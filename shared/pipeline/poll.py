@@ -6,7 +6,9 @@ failed job. A user cancel is forwarded to live jobs here, once per job.
 
 from __future__ import annotations
 
+from shared import names
 from shared.errors import NotFoundError, RunError
+from shared.failpoints import failpoint
 from shared.pipeline.context import RunContext
 from shared.provider import BatchJob
 from shared.records import JobRecord, utcnow
@@ -60,12 +62,20 @@ def poll_job(
         job.state = VANISHED
         job.error = {"code": exc.code, "status": exc.status, "message": exc.message}
         _save(ctx, shard, attempt, part, job)
+        ctx.admission.release_job(
+            job.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part)
+        )
         return True
+    failpoint("poll.after_get")
     if cancel and batch.is_live and not job.cancel_sent:
         client.cancel_batch(job.job_name)
         job.cancel_sent = True
     _apply(job, batch)
     _save(ctx, shard, attempt, part, job)
+    if job.state in TERMINAL_STATES:  # no longer counts at the provider, output or not
+        ctx.admission.release_job(
+            job.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part)
+        )
     return job_is_final(job)
 
 
@@ -84,6 +94,4 @@ def _apply(job: JobRecord, batch: BatchJob) -> None:
 
 
 def _save(ctx: RunContext, shard: int, attempt: int, part: int, job: JobRecord) -> None:
-    from shared import names
-
     ctx.records.write(names.part_job(shard, attempt, part), job)

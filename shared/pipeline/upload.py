@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from shared import names
 from shared.errors import RunError, UploadStateError
+from shared.failpoints import failpoint, on_reads
 from shared.pipeline.context import RunContext
 from shared.records import PartPlan, UploadRecord, utcnow
 
@@ -30,13 +31,21 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
     record = ctx.records.upload(shard, attempt, part.part)
     if record is not None and record.file_name is not None:
         return record
+    holder = names.redis_holder(ctx.run_id, shard, attempt, part.part)
     if record is None:
-        fingerprint, _ = ctx.keys.primary()
-        record = UploadRecord(key_fingerprint=fingerprint, size=ctx.storage.size(part.input_key))
+        ctx.keys.primary()  # a clear error when no key is configured at all
+        size = ctx.storage.size(part.input_key)
+        fingerprint = ctx.admission.choose_key(
+            ctx.keys.fingerprints, model=ctx.manifest.model, tokens=part.estimated_tokens,
+            size=size, holder=holder,
+        )
+        record = UploadRecord(key_fingerprint=fingerprint, size=size)
+    # The provider holds at most 20 GB per key: wait (countdown) for room, never overfill.
+    ctx.admission.acquire_file_bytes(record.key_fingerprint, holder, record.size)
     client = ctx.client(record.key_fingerprint)
 
     def reader(offset: int) -> AbstractContextManager[BinaryIO]:
-        return ctx.storage.open_read(part.input_key, offset=offset)
+        return on_reads("upload.after_chunk", ctx.storage.open_read(part.input_key, offset=offset))
 
     if record.session_url is not None:
         try:
@@ -58,6 +67,7 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
     record.granularity = session.chunk_granularity
     record.started_at = utcnow()
     ctx.records.write(key, record)
+    failpoint("upload.after_session")
     uploaded = client.upload_from(
         session.url,
         reader,
@@ -75,6 +85,7 @@ def _chunk_size(ctx: RunContext, granularity: int) -> int:
 
 
 def _finished(ctx: RunContext, key: str, record: UploadRecord, file_name: str) -> UploadRecord:
+    failpoint("upload.after_finalize")
     record.file_name = file_name
     record.finished_at = utcnow()
     record.session_url = None

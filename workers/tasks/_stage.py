@@ -41,7 +41,7 @@ def run_stage(
     give_up: Callable[[RunContext, BaseException], T] | None = None,
 ) -> T:
     settings = app.settings
-    with run_context(settings, run_id, output_uri) as ctx:
+    with run_context(settings, run_id, output_uri, redis=app.coordination) as ctx:
         retries: int = task.request.retries
         try:
             return body(ctx)
