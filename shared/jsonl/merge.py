@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.errors import RunError
+from shared.failpoints import failpoint
 from shared.jsonl.collect import MISSING_ERROR
 from shared.jsonl.records import (
     is_result_record,
@@ -125,6 +126,7 @@ def concat(storage: Storage, keys: Iterable[str], writer: BinaryIO) -> int:
             while chunk := reader.read(_COPY_CHUNK):
                 writer.write(chunk)
                 written += len(chunk)
+        failpoint("merge.mid_concat")
     return written
 
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel
 
 from shared import names
 from shared.errors import RunError
+from shared.failpoints import failpoint
 from shared.jsonl.cut import StagedFile, must_cut
 from shared.jsonl.dedupe import DEFAULT_BLOOM_BYTES, KeyLog
 from shared.jsonl.lines import LineReader
@@ -209,6 +210,7 @@ def _first_pass(
                 sidecar_line(number, verdict.key, verdict.extra),
                 estimate_tokens(verdict.request),
             )
+            failpoint("plan.mid_pass")
     found.shards = sink.shards
     found.lines = lines.lines
     found.rejected = rejected_count
