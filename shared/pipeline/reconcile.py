@@ -17,7 +17,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from shared import names
+from shared.admission import Admission
 from shared.errors import ShardlineError
+from shared.keys import KeyPool
+from shared.pipeline.poll import TERMINAL_STATES
 from shared.records import utcnow
 from shared.registry import RunEntry, RunRegistry
 from shared.runstore import RunRecords
@@ -32,6 +36,9 @@ PENDING_WARNING = timedelta(hours=44)
 
 class ReconcileReport(BaseModel):
     runs_checked: int = 0
+    live_jobs: dict[str, set[str]] = Field(default_factory=dict)
+    live_files: dict[str, set[str]] = Field(default_factory=dict)
+    admission_dropped: int = 0
     chains_restarted: list[str] = Field(default_factory=list)
     merges_restarted: list[str] = Field(default_factory=list)
     plans_restarted: list[str] = Field(default_factory=list)
@@ -104,6 +111,7 @@ def reconcile_run(
                     report.pending_near_expiry.append(job.job_name or job.display_name)
                     log.warning("job %s of run %s pending for %s: near the 48 h expiry",
                                 job.job_name, entry.run_id, now - job.created_at)
+        _note_holders(entry.run_id, records, shard.index, report)
         activity = last_activity(records, shard.index) or plan.planned_at
         if latest is not None and activity < threshold:
             restart_chain(entry.run_id, entry.output_uri, shard.index, latest.attempt)
@@ -113,12 +121,26 @@ def reconcile_run(
         report.merges_restarted.append(entry.run_id)
 
 
+def _note_holders(run_id: str, records: RunRecords, shard: int, report: ReconcileReport) -> None:
+    """What the records say each key holds: live jobs and undeleted provider files."""
+    for attempt in records.attempts(shard):
+        for part in attempt.parts:
+            holder = names.redis_holder(run_id, shard, attempt.attempt, part.part)
+            upload = records.upload(shard, attempt.attempt, part.part)
+            if upload is not None and not upload.deleted:
+                report.live_files.setdefault(upload.key_fingerprint, set()).add(holder)
+            job = records.job(shard, attempt.attempt, part.part)
+            if job is not None and job.state not in TERMINAL_STATES:
+                report.live_jobs.setdefault(job.key_fingerprint, set()).add(holder)
+
+
 def reconcile(
     settings: Settings,
     *,
     restart_chain: Callable[[str, str, int, int], None],
     restart_merge: Callable[[str, str], None],
     restart_plan: Callable[[str, str], None],
+    admission: Admission | None = None,
     now: datetime | None = None,
 ) -> ReconcileReport:
     """Look at every unfinished run of the registry once."""
@@ -133,4 +155,13 @@ def reconcile(
         except ShardlineError as exc:
             log.warning("run %s: cannot reconcile: %s", entry.run_id, exc)
             report.unreadable.append(entry.run_id)
+    if admission is not None and not report.unreadable:
+        # Holdings of workers that died between acquiring and recording are freed here.
+        for fingerprint in KeyPool(settings.key_pool()).fingerprints:
+            dropped = admission.reconcile(
+                fingerprint,
+                jobs=report.live_jobs.get(fingerprint, set()),
+                files=report.live_files.get(fingerprint, set()),
+            )
+            report.admission_dropped += len(dropped.jobs) + len(dropped.files)
     return report

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Task
 
 from shared import names
+from shared.admission import Admission
 from shared.pipeline.reconcile import reconcile as reconcile_runs
 from workers.app import app
 
@@ -37,5 +38,6 @@ def reconcile(self: Task) -> dict[str, Any]:
         restart_chain=_restart_chain,
         restart_merge=_restart_merge,
         restart_plan=_restart_plan,
+        admission=Admission(app.coordination, app.settings),
     )
     return report.model_dump()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.coordination import coordination_redis
 from shared.errors import RetryLater
 from shared.pipeline.collect import CollectStep, collect_attempt
 from shared.pipeline.context import RunContext
@@ -90,6 +91,7 @@ def harness(emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Harness]:
         poll_max_seconds=0.5,
         http_max_retries=2,
     )
+    coordination_redis(settings).flushall()  # the embedded fake is process-wide
     yield Harness(settings, emulator, tmp_path)
 
 
