@@ -2,7 +2,7 @@
 
 - ``RetryLater`` (a quota, a budget, a job still running) → countdown retry, unbounded.
 - A transient provider error (429, 5xx, connection) → countdown retry honouring the
-  provider's delay, else exponential backoff; bounded by ``MAX_TRANSIENT_RETRIES``.
+  provider's delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
   still ends and the chord still fires. Without a handler the exception propagates.
@@ -25,11 +25,29 @@ from workers.app import app
 T = TypeVar("T")
 log = logging.getLogger("shardline.tasks")
 
-#: Transient failures of one step tolerated before giving up (with the backoff below this is
-#: about an hour of provider trouble).
-MAX_TRANSIENT_RETRIES = 25
-#: Unexpected errors (bugs, storage outages) tolerated before giving up.
-MAX_UNEXPECTED_RETRIES = 5
+#: Consecutive transient failures of one step tolerated before giving up (with the backoff
+#: below, about an hour of provider trouble).
+MAX_TRANSIENT_FAILURES = 25
+#: Consecutive unexpected errors (bugs, storage outages) tolerated before giving up.
+MAX_UNEXPECTED_FAILURES = 5
+#: Every countdown stays under this share of the visibility timeout: a message held longer
+#: than the timeout by a worker waiting for its ETA is delivered a second time (Redis).
+VISIBILITY_SHARE = 0.8
+
+
+def retry(task: Task, countdown: float, *, failures: int, exc: BaseException | None = None
+          ) -> Retry:
+    """Schedule the task again after ``countdown`` seconds (capped), carrying the count of
+    consecutive failures in its ``failures`` keyword (0 after any progress).
+
+    Waiting (a live job, a full quota) is not failing: only errors raise the count, so a
+    job polled for a day still tolerates a passing 503.
+    """
+    cap = app.settings.visibility_timeout_seconds * VISIBILITY_SHARE
+    kwargs = {**(task.request.kwargs or {}), "failures": failures}
+    return task.retry(
+        countdown=min(countdown, cap), max_retries=None, exc=exc, kwargs=kwargs
+    )
 
 
 def run_stage(
@@ -41,38 +59,34 @@ def run_stage(
     give_up: Callable[[RunContext, BaseException], T] | None = None,
 ) -> T:
     settings = app.settings
+    failures: int = (task.request.kwargs or {}).get("failures", 0)
     with run_context(settings, run_id, output_uri, redis=app.coordination) as ctx:
-        retries: int = task.request.retries
         try:
             return body(ctx)
         except (Retry, Ignore):
             raise
         except RetryLater as exc:
             log.info("%s %s: waiting: %s", task.name, run_id, exc)
-            raise task.retry(countdown=exc.countdown, max_retries=None, exc=exc) from None
+            raise retry(task, exc.countdown, failures=0) from None
         except ProviderError as exc:
-            if exc.retryable and retries < MAX_TRANSIENT_RETRIES:
+            if exc.retryable and failures < MAX_TRANSIENT_FAILURES:
                 countdown = exc.retry_delay or backoff_delay(
-                    retries, base=2.0, factor=2.0, cap=300.0, jitter=0.2
+                    failures, base=2.0, factor=2.0, cap=300.0, jitter=0.2
                 )
                 log.warning("%s %s: provider error, retry in %.1fs: %s",
                             task.name, run_id, countdown, exc)
-                raise task.retry(countdown=countdown, max_retries=None, exc=exc) from None
+                raise retry(task, countdown, failures=failures + 1, exc=exc) from None
             if give_up is None:
                 raise
             log.error("%s %s: giving up after provider error: %s", task.name, run_id, exc)
             return give_up(ctx, exc)
         except Exception as exc:
-            if retries < MAX_UNEXPECTED_RETRIES:
-                countdown = backoff_delay(
-                    retries, base=5.0, factor=2.0, cap=300.0, jitter=0.2
-                )
+            if failures < MAX_UNEXPECTED_FAILURES:
+                countdown = backoff_delay(failures, base=5.0, factor=2.0, cap=300.0, jitter=0.2)
                 log.exception("%s %s: unexpected error, retry in %.1fs", task.name, run_id,
                               countdown)
-                raise task.retry(countdown=countdown, max_retries=None, exc=exc) from None
+                raise retry(task, countdown, failures=failures + 1, exc=exc) from None
             if give_up is None:
                 raise
             log.exception("%s %s: giving up after unexpected error", task.name, run_id)
             return give_up(ctx, exc)
-
-

@@ -40,7 +40,7 @@ def enqueue_plan(run_id: str, output_uri: str) -> None:
 
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
-def plan(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
     """Split the input once, then launch the chord: one chain per shard, merge as callback."""
     from workers.canvas import run_canvas
 
@@ -57,7 +57,7 @@ def plan(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
 
 
 @app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
-def merge(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+def merge(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
     """The chord callback: waits until every shard is final in storage, then merges.
 
     Storage, not the chord's count, decides when the run is complete, so a duplicated
@@ -72,7 +72,7 @@ def merge(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
 
 
 @app.task(bind=True, name=names.TASK_CANCEL, acks_late=True, max_retries=None)
-def cancel(self: Task, run_id: str, output_uri: str) -> dict[str, Any]:
+def cancel(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
     """Mark the run cancelled and cancel its live provider jobs; the merge still runs."""
 
     def body(ctx: RunContext) -> dict[str, Any]:

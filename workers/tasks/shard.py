@@ -14,7 +14,7 @@ from shared.pipeline.create import create_attempt
 from shared.pipeline.poll import poll_attempt
 from shared.pipeline.upload import upload_attempt
 from workers.app import app
-from workers.tasks._stage import run_stage
+from workers.tasks._stage import retry, run_stage
 
 SHARD_TASK = {"bind": True, "acks_late": True, "max_retries": None}
 
@@ -28,7 +28,9 @@ def _give_up(shard: int, attempt: int) -> Any:
 
 
 @app.task(name=names.TASK_UPLOAD, **SHARD_TASK)
-def upload(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -> None:
+def upload(
+    self: Task, run_id: str, output_uri: str, shard: int, attempt: int, failures: int = 0
+) -> None:
     """Resumable upload of each part of the attempt, streamed from the run's storage."""
 
     def body(ctx: RunContext) -> None:
@@ -39,7 +41,9 @@ def upload(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -
 
 
 @app.task(name=names.TASK_CREATE, **SHARD_TASK)
-def create(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -> None:
+def create(
+    self: Task, run_id: str, output_uri: str, shard: int, attempt: int, failures: int = 0
+) -> None:
     """One batch job per part, at most once (recorded intent + look-up by display name)."""
 
     def body(ctx: RunContext) -> None:
@@ -50,7 +54,9 @@ def create(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -
 
 
 @app.task(name=names.TASK_POLL, **SHARD_TASK)
-def poll(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -> None:
+def poll(
+    self: Task, run_id: str, output_uri: str, shard: int, attempt: int, failures: int = 0
+) -> None:
     """Look at the jobs once; while any is live, come back after a growing countdown."""
     settings = app.settings
 
@@ -66,11 +72,13 @@ def poll(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -> 
             factor=settings.poll_backoff_factor,
             jitter=settings.poll_jitter,
         )
-        raise self.retry(countdown=countdown, max_retries=None)
+        raise retry(self, countdown, failures=0)
 
 
 @app.task(name=names.TASK_COLLECT, **SHARD_TASK)
-def collect(self: Task, run_id: str, output_uri: str, shard: int, attempt: int) -> Any:
+def collect(
+    self: Task, run_id: str, output_uri: str, shard: int, attempt: int, failures: int = 0
+) -> Any:
     """Stream the results into storage; then a next attempt, or the shard's final outcome."""
 
     def body(ctx: RunContext) -> dict[str, Any]:
