@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
+from pydantic import ValidationError
 
 from shared import names
-from shared.errors import InputError
+from shared.errors import InputError, SpecError
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
@@ -25,14 +26,28 @@ def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
     The stable contract for other services: ``send_task("shardline.start_run", [spec])``.
     The same idempotency key twice starts one run.
     """
-    run_spec = (
-        RunSpec.model_validate_json(spec) if isinstance(spec, str)
-        else RunSpec.model_validate(spec)
-    )
-    started = start_run_stage(app.settings, run_spec)
+    started = start_run_stage(app.settings, parse_spec(spec))
     if started.created:
         enqueue_plan(started.run_id, started.output_uri)
     return started.model_dump(mode="json")
+
+
+def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
+    """The payload as a ``RunSpec``, or a ``SpecError`` naming every problem.
+
+    The message names fields, never their values: a caller's mistake may put a secret in
+    the payload, and the error travels to the result backend, Flower and the logs.
+    """
+    try:
+        if isinstance(spec, str):
+            return RunSpec.model_validate_json(spec)
+        return RunSpec.model_validate(spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'payload'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise SpecError(f"invalid RunSpec: {problems}") from None
 
 
 def enqueue_plan(run_id: str, output_uri: str) -> None:
