@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)
 
+    # Beat: periodic runs and inbox sweeps (TOML, see README "Cron and beat"); None: none.
+    schedule_file: Path | None = None
+
     # Sharding
     shard_max_bytes: int = Field(default=DEFAULT_SHARD_MAX_BYTES, gt=0, le=PROVIDER_MAX_FILE_BYTES)
     shard_max_requests: int = Field(default=50_000, gt=0)
