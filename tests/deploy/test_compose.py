@@ -1,0 +1,211 @@
+"""deploy/compose.yaml: services, replicas, profiles, secrets, health, and the compose schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from shared import names
+from shared.settings import Settings
+from tests.deploy._deploy import DEPLOY, WORKER_STOP_GRACE_SECONDS, parse_duration, yaml_doc
+
+COMPOSE = DEPLOY / "compose.yaml"
+SHARDLINE_SERVICES = ("worker", "beat", "flower", "emulator")
+SECRET_VARIABLES = {"SHARDLINE_API_KEY", "SHARDLINE_API_KEYS", "GEMINI_API_KEY",
+                    "FLOWER_BASIC_AUTH", "AWS_SECRET_ACCESS_KEY", "GOOGLE_SERVICE_ACCOUNT_KEY"}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml_doc(COMPOSE)
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def interpolated(value: str) -> str:
+    """A value as compose renders it with nothing set: ${X:-default} becomes default."""
+    return INTERPOLATION.sub(lambda m: m.group(2) or "", value)
+
+
+def test_services(compose):
+    assert set(compose["services"]) == {"redis", *SHARDLINE_SERVICES}
+
+
+def test_beat_and_flower_run_exactly_once(compose):
+    for name in ("beat", "flower"):
+        assert compose["services"][name]["deploy"]["replicas"] == 1, name
+
+
+def test_workers_scale_and_drain(compose):
+    worker = compose["services"]["worker"]
+    assert worker["deploy"]["replicas"] >= 1
+    assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
+    assert parse_duration(worker["stop_grace_period"]) == WORKER_STOP_GRACE_SECONDS
+    assert "container_name" not in worker, "a fixed name forbids replicas"
+    command = worker["command"]
+    assert command[:4] == ["celery", "-A", "workers", "worker"]
+    assert f"--queues={names.QUEUE}" in command
+
+
+def test_emulator_only_in_the_dev_profile(compose):
+    for name, service in compose["services"].items():
+        if name == "emulator":
+            assert service["profiles"] == ["dev"]
+        else:
+            assert "profiles" not in service, f"{name} would not start by default"
+
+
+def test_every_service_restarts_and_has_a_healthcheck(compose):
+    for name, service in compose["services"].items():
+        assert service["restart"] in {"unless-stopped", "always", "on-failure"}, name
+        check = service["healthcheck"]
+        assert not check.get("disable"), name
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
+
+
+def test_healthchecks_ping_the_node_names_the_commands_give(compose):
+    for name in ("worker", "beat"):
+        service = compose["services"][name]
+        node = next(a for a in service["command"] if a.startswith("--hostname="))
+        probe = service["healthcheck"]["test"][1]
+        destination = re.search(r"--destination\s+(\S+)", probe).group(1)
+        assert destination.replace("$${HOSTNAME}", "%h") == node.removeprefix("--hostname=")
+    assert "--enable-remote-control" in compose["services"]["beat"]["command"]
+
+
+def test_redis_is_durable_and_never_evicts(compose):
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert any(v.endswith(":/data") for v in compose["services"]["redis"]["volumes"])
+
+
+def test_api_key_is_a_secret_of_the_workers_only(compose):
+    api_secret = compose["secrets"]["shardline_api_key"]
+    assert api_secret["file"].startswith("./secrets/")
+    worker_secrets = compose["services"]["worker"]["secrets"]
+    assert {"source": "shardline_api_key", "target": "SHARDLINE_API_KEY"} in worker_secrets
+    for name in ("beat", "flower", "emulator", "redis"):
+        sources = [s if isinstance(s, str) else s["source"]
+                   for s in compose["services"][name].get("secrets", [])]
+        assert "shardline_api_key" not in sources, f"{name} does not need the API key"
+
+
+def test_no_literal_secrets(compose):
+    for name, service in compose["services"].items():
+        env = environment(service)
+        leaked = SECRET_VARIABLES & set(env)
+        assert not leaked, f"{name} sets {leaked} in plain text; use a secret file"
+    text = COMPOSE.read_text()
+    assert not re.search(r"(API_KEY|PASSWORD|SECRET_ACCESS_KEY)\s*[:=]\s*[^\s$]", text)
+    assert not re.search(r"AIza[0-9A-Za-z_-]{30,}", text)
+
+
+def test_flower_requires_auth_from_a_secret_file(compose):
+    flower = compose["services"]["flower"]
+    env = environment(flower)
+    path = env["FLOWER_BASIC_AUTH_FILE"]
+    mounted = [s if isinstance(s, str) else s.get("target", s["source"])
+               for s in flower["secrets"]]
+    assert path.removeprefix("/run/secrets/") in mounted
+    assert compose["secrets"]["flower_basic_auth"]["file"].startswith("./secrets/")
+    # Published on loopback only: basic auth needs TLS in front before going further.
+    for port in flower.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_shared_settings_load(compose):
+    """The defaults compose passes make a valid Settings (a typo'd value would not)."""
+    for name in SHARDLINE_SERVICES:
+        env = {k: interpolated(v) for k, v in environment(compose["services"][name]).items()
+               if k.startswith("SHARDLINE_") and k != "SHARDLINE_SCHEDULE_FILE"}
+        fields = {k.removeprefix("SHARDLINE_").lower(): v for k, v in env.items()}
+        settings = Settings(**fields)
+        assert settings.broker_url and settings.broker_url.startswith("redis://redis:")
+        assert not settings.embedded
+
+
+def test_referenced_files_exist(compose):
+    build = compose["services"]["worker"]["build"]
+    context = (DEPLOY / build["context"]).resolve()
+    assert (context / build["dockerfile"]).is_file()
+    assert (context / "pyproject.toml").is_file(), "the context must be the repository root"
+    for config in compose["configs"].values():
+        assert (DEPLOY / interpolated(config["file"])).is_file(), config
+    for secret in compose["secrets"].values():  # created by the operator, ignored by git
+        assert (DEPLOY / secret["file"]).parent.is_dir()
+    ignored = (DEPLOY / "secrets" / ".gitignore").read_text().split()
+    assert "*" in ignored
+
+
+def test_beat_and_workers_get_the_same_schedule_file(compose):
+    for name in ("beat", "worker"):
+        service = compose["services"][name]
+        target = environment(service)["SHARDLINE_SCHEDULE_FILE"]
+        assert service["configs"] == [{"source": "schedule", "target": target}], name
+    default = interpolated(compose["configs"]["schedule"]["file"])
+    assert default.endswith("schedule.empty.toml"), "no example runs fire by default"
+
+
+def compose_schema() -> dict:
+    vendor = pytest.importorskip(
+        "check_jsonschema.builtin_schemas.vendor",
+        reason="check-jsonschema ships the compose-spec schema (pip install check-jsonschema)",
+    )
+    return json.loads(resources.files(vendor).joinpath("compose-spec.json").read_text())
+
+
+def test_matches_the_compose_specification(compose):
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(compose)]
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_check_catches_a_misspelt_key(compose):
+    jsonschema = pytest.importorskip("jsonschema")
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["worker"]["stop_grace_periods"] = "15m"
+    validator = jsonschema.Draft202012Validator(compose_schema())
+    assert list(validator.iter_errors(broken))
+
+
+def docker_compose() -> list[str]:
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        return [legacy]
+    pytest.skip("no `docker compose` plugin here (the docker client alone cannot render)")
+
+
+def test_docker_compose_renders_it(tmp_path: Path):
+    command = docker_compose()
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    for name in ("SHARDLINE_API_KEY", "flower_basic_auth"):
+        (copy / "secrets" / name).write_text("placeholder\n")
+    rendered = subprocess.run(
+        [*command, "-f", str(copy / "compose.yaml"), "--profile", "dev", "config",
+         "--format", "json"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    services = json.loads(rendered.stdout)["services"]
+    assert set(services) == {"redis", *SHARDLINE_SERVICES}
