@@ -65,13 +65,13 @@ _CRON_LOOKBACK_DAYS = 366 * 29
 
 
 def parse_duration(value: Any) -> Any:
-    """``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1h30m"`` or a number of seconds."""
+    """``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1h30m"``, a number of seconds, or ISO 8601."""
     if isinstance(value, bool):
         raise ValueError("a duration is a string such as '15m' or a number of seconds")
     if isinstance(value, int | float):
         return timedelta(seconds=value)
-    if not isinstance(value, str):
-        return value
+    if not isinstance(value, str) or value.strip().upper().startswith("P"):
+        return value  # a timedelta, or ISO 8601 ("PT1M", how models serialize it)
     match = _DURATION.match(value.strip().lower())
     if not value.strip() or not match:
         raise ValueError(f"not a duration: {value!r} (e.g. '90s', '15m', '6h', '1d', '1h30m')")
