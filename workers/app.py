@@ -108,6 +108,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 7 * 24 * 3600,
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
+        # Beat's scheduler adds the entries of SHARDLINE_SCHEDULE_FILE (see workers.beat).
+        "beat_scheduler": "workers.beat:ScheduleFileScheduler",
     }
 
 
