@@ -165,7 +165,10 @@ def test_no_flower_answer_holds_the_key(observed: ObservedRun) -> None:
     # The answers are the real thing, not empty pages: the worker and the run are in them.
     workers = answers["/api/workers?refresh=1"].json()
     assert observed.worker_name in workers
-    assert "shardline.upload" in workers[observed.worker_name]["registered"]
+    registered = workers[observed.worker_name]["registered"]
+    assert RUN_TASKS | {"shardline.cancel"} <= set(registered)
+    # Every task has a chosen name, none the module path Celery would make up.
+    assert all(name.startswith(("shardline.", "celery.")) for name in registered), registered
     assert 'task="shardline.poll"' in answers["/metrics"].text
     info = answers[f"/api/task/info/{task_ids[0]}"].json()
     assert run_id in json.dumps(info)
