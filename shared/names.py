@@ -16,6 +16,7 @@ RECORDS = "_shardline"
 MANIFEST = f"{RECORDS}/run.json"
 PLAN = f"{RECORDS}/plan.json"
 CANCEL_MARKER = f"{RECORDS}/cancel.json"
+LAUNCHED = f"{RECORDS}/launched.json"
 MERGED_MARKER = f"{RECORDS}/merged.json"
 PLAN_REJECTED = f"{RECORDS}/plan/rejected.jsonl"
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from kombu.exceptions import OperationalError
 from rich.console import Console
 
 from shared.errors import InputError, ProviderError, RunError, ShardlineError, StorageError
@@ -104,7 +105,7 @@ def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: boo
     only enqueue, and watch the records while workers anywhere do the work.
     """
     from workers.app import configure
-    from workers.tasks.run import enqueue_plan
+    from workers.tasks.run import enqueue_plan, launch
 
     app = configure(settings)
     records = _records(started.output_uri)
@@ -129,8 +130,10 @@ def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: boo
                 )
                 return EXIT_INTERRUPTED
         return _finish(progress, started.output_uri, as_json=as_json)
-    if started.created or resume:
+    if resume:
         enqueue_plan(started.run_id, started.output_uri)
+    else:
+        launch(started)
     try:
         progress = follow(read, console=console)
     except KeyboardInterrupt:
@@ -158,12 +161,11 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_USAGE
     from workers.app import configure
-    from workers.tasks.run import enqueue_plan
+    from workers.tasks.run import launch
 
     configure(settings)
     started = start_run(settings, spec_from_args(args))
-    if started.created:
-        enqueue_plan(started.run_id, started.output_uri)
+    launch(started)
     if args.json:
         print(started.model_dump_json())
     else:
@@ -340,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ProviderError, StorageError) as exc:
         print(f"shardline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OperationalError as exc:
+        print(f"shardline: cannot reach the broker: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from celery import Task
 from pydantic import ValidationError
 
@@ -13,8 +14,11 @@ from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
 from shared.pipeline.plan import plan_run
+from shared.pipeline.start import StartedRun
 from shared.pipeline.start import start_run as start_run_stage
+from shared.records import utcnow
 from shared.spec import RunSpec
+from shared.storage import open_storage
 from workers.app import app
 from workers.tasks._stage import run_stage
 
@@ -27,8 +31,7 @@ def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
     The same idempotency key twice starts one run.
     """
     started = start_run_stage(app.settings, parse_spec(spec))
-    if started.created:
-        enqueue_plan(started.run_id, started.output_uri)
+    launch(started)
     return started.model_dump(mode="json")
 
 
@@ -51,7 +54,24 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
 
 
 def enqueue_plan(run_id: str, output_uri: str) -> None:
-    plan.apply_async((run_id, output_uri))
+    # Nobody waits on the plan's own result (progress is read from storage): not asking for
+    # it keeps a sender, such as a cron job, from needing the result backend at all.
+    plan.apply_async((run_id, output_uri), ignore_result=True)
+
+
+def launch(started: StartedRun) -> bool:
+    """Send the run's plan step unless an earlier call already did; True if sent now.
+
+    A caller that claimed the run but failed to reach the broker leaves no ``launched``
+    marker, so the next call with the same idempotency key sends it (the marker is written
+    after the send: a crash in between can only mean a duplicate plan, which is harmless).
+    """
+    storage = open_storage(started.output_uri)
+    if not started.created and storage.exists(names.LAUNCHED):
+        return False
+    enqueue_plan(started.run_id, started.output_uri)
+    storage.create_if_absent(names.LAUNCHED, orjson.dumps({"at": utcnow().isoformat()}))
+    return True
 
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
