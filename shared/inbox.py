@@ -7,11 +7,11 @@ An object is new when its ``(inbox, URI, etag)`` has no claim yet. For each one 
    redelivered task) exactly one wins it, and only the winner goes on;
 2. starts the run with an idempotency key derived from the digest, so even a second start
    of the same object (see 4) names the same run;
-3. enqueues the run's plan and marks the claim ``started``.
+3. launches the run (sends its plan unless an earlier launch did, see
+   ``workers.tasks.run.launch``) and marks the claim ``started``.
 4. A claim still ``claimed`` after :data:`CLAIM_TIMEOUT` belongs to a sweep that died between
-   1 and 3: the next sweep finishes it. Its start is idempotent (2); its plan is enqueued
-   again unless the run was created by this call or already planned, which at worst repeats a
-   plan step as ``shardline resume`` does, never a run.
+   1 and 3: the next sweep finishes it. Start and launch are both idempotent, so this repeats
+   no run, and no plan unless the dead sweep sent it but died before the launch marker.
 
 A changed object (new etag) is a new object: a new claim, a new run, a new output
 ``<output_prefix>/<name without suffix>-<12 hex digits>``. S3 and GCS etags follow the
@@ -36,9 +36,9 @@ from pydantic import BaseModel, Field
 
 from shared import names
 from shared.errors import InputFileError, ObjectNotFoundError, SpecError
-from shared.pipeline.start import start_run
+from shared.pipeline.start import StartedRun, start_run
 from shared.registry import run_id_for_key
-from shared.runstore import RunRecords, dump
+from shared.runstore import dump
 from shared.schedule import Inbox
 from shared.settings import Settings
 from shared.spec import RunSpec
@@ -49,8 +49,8 @@ log = logging.getLogger("shardline.inbox")
 #: A claim left ``claimed`` this long was abandoned by a sweep that died; sweeps finish it.
 CLAIM_TIMEOUT = timedelta(minutes=10)
 
-#: ``enqueue(run_id, output_uri)``: the plan step (``workers.tasks.run.enqueue_plan``).
-Enqueue = Callable[[str, str], None]
+#: ``launch(started)``: send the run's plan unless already sent (``workers.tasks.run.launch``).
+Launch = Callable[[StartedRun], object]
 
 
 class InboxClaim(BaseModel):
@@ -146,7 +146,7 @@ def read_claim(state: Storage, key: str) -> InboxClaim | None:
 
 
 def sweep_inbox(
-    settings: Settings, inbox: Inbox, *, now: datetime, enqueue: Enqueue
+    settings: Settings, inbox: Inbox, *, now: datetime, launch: Launch
 ) -> SweepReport:
     """One sweep of ``inbox`` at time ``now``: claim and start every new object (see module)."""
     state = open_storage(settings.state_uri)
@@ -165,13 +165,13 @@ def sweep_inbox(
         claim = read_claim(state, key)
         if claim is None:
             if state.create_if_absent(key, dump(fresh)):
-                _start(settings, state, key, fresh, enqueue, report, now=now, recovering=False)
+                _start(settings, state, key, fresh, launch, report, now=now, recovering=False)
                 continue
             claim = read_claim(state, key)
         if claim is not None and _abandoned(claim, now):
             log.warning("inbox %s: finishing %s, abandoned since %s",
                         inbox.name, claim.object_uri, claim.claimed_at)
-            _start(settings, state, key, claim, enqueue, report, now=now, recovering=True)
+            _start(settings, state, key, claim, launch, report, now=now, recovering=True)
         else:
             report.already += 1
     return report
@@ -182,13 +182,13 @@ def _start(
     state: Storage,
     key: str,
     claim: InboxClaim,
-    enqueue: Enqueue,
+    launch: Launch,
     report: SweepReport,
     *,
     now: datetime,
     recovering: bool,
 ) -> None:
-    """Start the claimed run and enqueue its plan, then mark the claim ``started``."""
+    """Start the claimed run and launch it, then mark the claim ``started``."""
     try:
         started = start_run(settings, claim.spec)
     except InputFileError:
@@ -203,15 +203,10 @@ def _start(
         state.write_bytes(key, dump(failed))
         report.failed.append(claim.object_uri)
         return
-    if started.created or (recovering and not _planned(started.output_uri)):
-        enqueue(started.run_id, started.output_uri)
+    launch(started)
     state.write_bytes(key, dump(claim.model_copy(update={"state": "started", "started_at": now})))
     (report.recovered if recovering else report.started).append(started.run_id)
     log.info("inbox %s: run %s for %s", claim.inbox, started.run_id, claim.object_uri)
-
-
-def _planned(output_uri: str) -> bool:
-    return RunRecords(open_storage(output_uri)).plan() is not None
 
 
 def _abandoned(claim: InboxClaim, now: datetime) -> bool:

@@ -1,13 +1,15 @@
 """The inbox sweep on real local storage and the real start stage: one run per object version.
 
-``enqueue`` is the one step replaced: the task passes the real ``enqueue_plan`` (see
-tests/workers/test_beat.py for that path); here each call is recorded.
+``launch`` is the one step replaced: the task passes the real ``workers.tasks.run.launch``
+(tests/workers/test_beat.py takes that path); here a stand-in keeps its contract (send unless
+the run's ``launched`` marker says an earlier call did) and records what it sends.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from shared import names
 from shared.errors import ShardlineError
 from shared.inbox import CLAIM_TIMEOUT, InboxClaim, claim_key, new_claim, sweep_inbox
-from shared.pipeline.start import registry, start_run
+from shared.pipeline.start import StartedRun, registry, start_run
 from shared.runstore import RunRecords, dump
 from shared.schedule import Inbox
 from shared.settings import Settings, load_settings
@@ -28,14 +30,24 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 LINE = b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
 
 
+def launch_once(started: StartedRun, send: Callable[[str, str], None]) -> bool:
+    """``workers.tasks.run.launch`` with ``send`` for the broker."""
+    storage = open_storage(started.output_uri)
+    if not started.created and storage.exists(names.LAUNCHED):
+        return False
+    send(started.run_id, started.output_uri)
+    storage.create_if_absent(names.LAUNCHED, b"{}")
+    return True
+
+
 class Recorder:
-    """Stands in for the broker: remembers every plan enqueued."""
+    """A launch whose broker remembers every plan sent."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def __call__(self, run_id: str, output_uri: str) -> None:
-        self.calls.append((run_id, output_uri))
+    def __call__(self, started: StartedRun) -> bool:
+        return launch_once(started, lambda run_id, uri: self.calls.append((run_id, uri)))
 
 
 class Place:
@@ -79,9 +91,9 @@ def test_every_object_once_however_often_the_sweep_fires(place: Place) -> None:
         place.drop(key)
     enqueue = Recorder()
     first = sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2),
-                        enqueue=enqueue)
+                        launch=enqueue)
     again = sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=3),
-                        enqueue=enqueue)
+                        launch=enqueue)
 
     assert (first.seen, len(first.started), first.already) == (3, 3, 0)
     assert (again.seen, again.started, again.already) == (3, [], 3)
@@ -101,7 +113,7 @@ def test_every_object_once_however_often_the_sweep_fires(place: Place) -> None:
 def test_outputs_are_named_for_the_object(place: Place) -> None:
     place.drop("nested/c.jsonl")
     enqueue = Recorder()
-    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), enqueue=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), launch=enqueue)
     [(_, output_uri)] = enqueue.calls
     relative = Path(output_uri).relative_to(place.results)
     assert relative.parent == Path("nested")
@@ -117,25 +129,25 @@ def test_young_hidden_and_other_names_wait_or_are_left_alone(place: Place) -> No
     enqueue = Recorder()
     inbox = place.inbox()
 
-    early = sweep_inbox(place.settings, inbox, now=T0 + timedelta(seconds=60), enqueue=enqueue)
+    early = sweep_inbox(place.settings, inbox, now=T0 + timedelta(seconds=60), launch=enqueue)
     assert (early.seen, early.too_young, early.started) == (1, 1, [])
-    late = sweep_inbox(place.settings, inbox, now=T0 + timedelta(seconds=91), enqueue=enqueue)
+    late = sweep_inbox(place.settings, inbox, now=T0 + timedelta(seconds=91), launch=enqueue)
     assert (late.seen, late.too_young, len(late.started)) == (1, 0, 1)
     assert list(place.runs()) == [str(place.inbox_dir / "young.jsonl")]
 
     everything = place.inbox(name="all", suffix="", output_prefix=str(place.results / "all"))
     report = sweep_inbox(place.settings, everything, now=T0 + timedelta(minutes=5),
-                         enqueue=enqueue)
+                         launch=enqueue)
     assert report.seen == 2  # young.jsonl and notes.csv; never .partial or _tmp/
 
 
 def test_a_changed_object_is_a_new_run(place: Place) -> None:
     path = place.drop("a.jsonl")
     enqueue = Recorder()
-    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), enqueue=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), launch=enqueue)
     place.drop("a.jsonl", at=T0 + timedelta(minutes=5), lines=2)
-    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=7), enqueue=enqueue)
-    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=8), enqueue=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=7), launch=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=8), launch=enqueue)
 
     assert len(enqueue.calls) == 2
     (first_id, first_out), (second_id, second_out) = enqueue.calls
@@ -149,10 +161,10 @@ def test_two_inboxes_on_one_prefix_each_run_the_object(place: Place) -> None:
     place.drop("a.jsonl")
     enqueue = Recorder()
     now = T0 + timedelta(minutes=2)
-    sweep_inbox(place.settings, place.inbox(), now=now, enqueue=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=now, launch=enqueue)
     sweep_inbox(place.settings, place.inbox(name="embed", spec={"kind": "embed"},
                                             output_prefix=str(place.results / "embed")),
-                now=now, enqueue=enqueue)
+                now=now, launch=enqueue)
     assert len({run_id for run_id, _ in enqueue.calls}) == 2
 
 
@@ -162,27 +174,51 @@ def test_a_sweep_that_died_after_starting_is_finished_later(place: Place) -> Non
     class BrokerDownError(ShardlineError):
         pass
 
-    def broken(run_id: str, output_uri: str) -> None:
-        raise BrokerDownError("the broker went away")
+    def broken(started: StartedRun) -> bool:
+        def send(run_id: str, output_uri: str) -> None:
+            raise BrokerDownError("the broker went away")
+
+        return launch_once(started, send)
 
     with pytest.raises(BrokerDownError):
-        sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), enqueue=broken)
+        sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2), launch=broken)
     [claim] = place.claims()
     assert claim.state == "claimed"
     assert list(place.runs().values()) == [claim.run_id]
 
     enqueue = Recorder()
     soon = sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=3),
-                       enqueue=enqueue)
+                       launch=enqueue)
     assert (soon.already, enqueue.calls) == (1, []), "a live sweep may still hold the claim"
     later = T0 + timedelta(minutes=2) + CLAIM_TIMEOUT + timedelta(seconds=1)
-    finished = sweep_inbox(place.settings, place.inbox(), now=later, enqueue=enqueue)
+    finished = sweep_inbox(place.settings, place.inbox(), now=later, launch=enqueue)
     assert finished.recovered == [claim.run_id]
     assert enqueue.calls == [(claim.run_id, claim.spec.output_uri)]
     assert [c.state for c in place.claims()] == ["started"]
-    sweep_inbox(place.settings, place.inbox(), now=later + timedelta(minutes=1), enqueue=enqueue)
+    sweep_inbox(place.settings, place.inbox(), now=later + timedelta(minutes=1), launch=enqueue)
     assert len(enqueue.calls) == 1
     assert list(place.runs().values()) == [claim.run_id]
+
+
+def test_a_sweep_that_died_after_launching_does_not_launch_again(place: Place) -> None:
+    place.drop("a.jsonl")
+    enqueue = Recorder()
+
+    class KilledError(ShardlineError):
+        pass
+
+    def launch_then_die(started: StartedRun) -> bool:
+        enqueue(started)
+        raise KilledError("the worker died before marking the claim")
+
+    with pytest.raises(KilledError):
+        sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2),
+                    launch=launch_then_die)
+    later = T0 + timedelta(minutes=2) + CLAIM_TIMEOUT + timedelta(seconds=1)
+    report = sweep_inbox(place.settings, place.inbox(), now=later, launch=enqueue)
+    assert len(report.recovered) == 1
+    assert len(enqueue.calls) == 1
+    assert [c.state for c in place.claims()] == ["started"]
 
 
 def test_a_claim_whose_run_never_started_is_started_later(place: Place) -> None:
@@ -195,7 +231,7 @@ def test_a_claim_whose_run_never_started_is_started_later(place: Place) -> None:
 
     enqueue = Recorder()
     later = claimed_at + CLAIM_TIMEOUT + timedelta(seconds=1)
-    report = sweep_inbox(place.settings, inbox, now=later, enqueue=enqueue)
+    report = sweep_inbox(place.settings, inbox, now=later, launch=enqueue)
     assert report.recovered == [claim.run_id]
     assert enqueue.calls == [(claim.run_id, claim.spec.output_uri)]
     assert place.runs() == {claim.object_uri: claim.run_id}
@@ -210,11 +246,11 @@ def test_a_run_that_cannot_start_leaves_a_failed_claim(place: Place) -> None:
     start_run(place.settings, other)  # someone else's run already owns that output
 
     enqueue = Recorder()
-    report = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), enqueue=enqueue)
+    report = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), launch=enqueue)
     assert report.failed == [str(place.inbox_dir / "a.jsonl")]
     [claim] = place.claims()
     assert claim.state == "failed" and claim.error and "already holds run" in claim.error
-    again = sweep_inbox(place.settings, inbox, now=T0 + timedelta(hours=2), enqueue=enqueue)
+    again = sweep_inbox(place.settings, inbox, now=T0 + timedelta(hours=2), launch=enqueue)
     assert (again.already, again.failed, enqueue.calls) == (1, [], [])
 
 
@@ -223,9 +259,9 @@ def test_a_sweep_starts_at_most_max_starts(place: Place) -> None:
         place.drop(f"{n}.jsonl")
     enqueue = Recorder()
     inbox = place.inbox(max_starts=2)
-    first = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), enqueue=enqueue)
+    first = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), launch=enqueue)
     assert (len(first.started), first.more) == (2, True)
-    second = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=3), enqueue=enqueue)
+    second = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=3), launch=enqueue)
     assert (len(second.started), second.already, second.more) == (1, 2, False)
     assert len(enqueue.calls) == 3
 
@@ -238,13 +274,16 @@ def _sweeper(state_uri: str, inbox_json: str, log_path: str, barrier: Any, round
     settings: Settings = load_settings(state_uri=state_uri)
     inbox = Inbox.model_validate_json(inbox_json)
 
-    def enqueue(run_id: str, output_uri: str) -> None:
+    def send(run_id: str, output_uri: str) -> None:
         with open(log_path, "a", encoding="utf-8") as log:  # O_APPEND: whole lines
             log.write(f"{os.getpid()} {run_id}\n")
 
+    def launch(started: StartedRun) -> bool:
+        return launch_once(started, send)
+
     barrier.wait(30)
     for n in range(rounds):
-        sweep_inbox(settings, inbox, now=T0 + timedelta(minutes=2 + n), enqueue=enqueue)
+        sweep_inbox(settings, inbox, now=T0 + timedelta(minutes=2 + n), launch=launch)
 
 
 def test_two_processes_sweeping_at_once_start_one_run_per_object(

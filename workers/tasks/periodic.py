@@ -20,7 +20,7 @@ from shared.pipeline.start import start_run as start_run_stage
 from shared.schedule import Schedule, load_schedule
 from shared.settings import Settings
 from workers.app import app
-from workers.tasks.run import enqueue_plan
+from workers.tasks.run import launch
 
 
 def _schedule(settings: Settings) -> Schedule:
@@ -43,8 +43,7 @@ def periodic_run(self: Task, name: str, slot: str | None = None) -> dict[str, An
     moment = datetime.fromisoformat(slot) if slot else datetime.now(UTC)
     fire = run.slot_at(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     started = start_run_stage(settings, run.spec_for(fire))
-    if started.created:
-        enqueue_plan(started.run_id, started.output_uri)
+    launch(started)
     return {**started.model_dump(mode="json"), "slot": fire.isoformat()}
 
 
@@ -53,5 +52,5 @@ def inbox_sweep(self: Task, name: str) -> dict[str, Any]:
     """Start one run for every new object under the inbox ``name`` (see shared.inbox)."""
     settings = app.settings
     inbox = _schedule(settings).inbox_named(name)
-    report = sweep_inbox(settings, inbox, now=datetime.now(UTC), enqueue=enqueue_plan)
+    report = sweep_inbox(settings, inbox, now=datetime.now(UTC), launch=launch)
     return report.model_dump(mode="json")
