@@ -6,11 +6,11 @@ worker) asks the server how much it holds and continues from there instead of st
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import BinaryIO
 
 from shared import names
-from shared.errors import RunError, UploadStateError
+from shared.errors import ProviderError, RunError, UploadStateError
 from shared.failpoints import failpoint, on_reads
 from shared.pipeline.context import RunContext
 from shared.records import PartPlan, UploadRecord, utcnow
@@ -32,6 +32,7 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
     if record is not None and record.file_name is not None:
         return record
     holder = names.redis_holder(ctx.run_id, shard, attempt, part.part)
+    fresh = record is None
     if record is None:
         ctx.keys.primary()  # a clear error when no key is configured at all
         size = ctx.storage.size(part.input_key)
@@ -66,7 +67,12 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
     record.session_url = session.url
     record.granularity = session.chunk_granularity
     record.started_at = utcnow()
-    ctx.records.write(key, record)
+    if not fresh:
+        ctx.records.write(key, record)
+    elif not ctx.records.create(key, record):
+        # A duplicate of this task opened the part's session first: join it (ours, never
+        # finalized, makes no file).
+        return upload_part(ctx, shard, attempt, part)
     failpoint("upload.after_session")
     uploaded = client.upload_from(
         session.url,
@@ -86,6 +92,13 @@ def _chunk_size(ctx: RunContext, granularity: int) -> int:
 
 def _finished(ctx: RunContext, key: str, record: UploadRecord, file_name: str) -> UploadRecord:
     failpoint("upload.after_finalize")
+    stored = ctx.records.read(key, UploadRecord)
+    if stored is not None and stored.file_name not in (None, file_name):
+        # A duplicate delivery of this task finished the part first: keep its file, delete
+        # ours (nothing refers to it; it would hold provider quota for 48 h).
+        with suppress(ProviderError):
+            ctx.client(record.key_fingerprint).delete_file(file_name)
+        return stored
     record.file_name = file_name
     record.finished_at = utcnow()
     record.session_url = None
