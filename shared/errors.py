@@ -43,9 +43,13 @@ class InputFileError(InputError):
     """The input file as a whole is unusable; names the file and the reason."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"{uri}: {reason}")
+        # ``args`` are the constructor's, so a result backend can rebuild this very class.
+        super().__init__(uri, reason)
         self.uri = uri
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.uri}: {self.reason}"
 
 
 class ProviderError(ShardlineError):

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
 
     # Admission control (shared by every worker through Redis)
     max_live_jobs_per_key: int = Field(default=100, gt=0)
+    reconcile_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often beat runs the reconciler."
+    )
     enqueued_token_budget: int | None = Field(default=None, gt=0)
     # 1 GB under the provider's 20 GB per project: files made outside Shardline count too.
     file_storage_budget_bytes: int = Field(default=19 * 1_000_000_000, gt=0)

@@ -48,9 +48,12 @@ class _LazyConfig(Mapping[str, Any]):
 
     def __init__(self, app: ShardlineCelery) -> None:
         self._app = app
+        self._cache: dict[str, Any] | None = None
 
     def _data(self) -> dict[str, Any]:
-        return celery_config(self._app.settings)
+        if self._cache is None:
+            self._cache = celery_config(self._app.settings)
+        return self._cache
 
     def __getitem__(self, key: str) -> Any:
         return self._data()[key]
@@ -110,6 +113,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         # Beat's scheduler adds the entries of SHARDLINE_SCHEDULE_FILE (see workers.beat).
         "beat_scheduler": "workers.beat:ScheduleFileScheduler",
+        "beat_schedule": {
+            "shardline-reconcile": {
+                "task": names.TASK_RECONCILE,
+                "schedule": settings.reconcile_interval_seconds,
+                # A reconcile still queued when the next is due is worthless: drop it.
+                "options": {"expires": settings.reconcile_interval_seconds},
+            }
+        },
     }
 
 

@@ -114,7 +114,7 @@ class Beat:
         return path
 
     def sent(self) -> list[Message]:
-        """Take every message off the broker's queue."""
+        """Take every message off the broker's queue (the built-in reconciler's aside)."""
         messages: list[Message] = []
         with app.connection_for_read() as connection:
             queue = connection.SimpleQueue(names.QUEUE, no_ack=True)
@@ -125,6 +125,8 @@ class Beat:
                     except queue.Empty:
                         break
                     args, kwargs, _ = message.decode()
+                    if message.headers["task"] == names.TASK_RECONCILE:
+                        continue
                     messages.append(Message(message.headers["task"], args, kwargs,
                                             message.headers))
             finally:
@@ -143,8 +145,10 @@ class Beat:
 @pytest.fixture
 def beat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Beat]:
     clock = Clock(datetime(2026, 11, 26, 2, 29, 59, tzinfo=UTC))
+    # Beat sends one due entry per tick: keep the built-in reconciler out of these ticks.
     settings = load_settings(state_uri=str(tmp_path / "state"),
-                             schedule_file=tmp_path / "schedule.toml")
+                             schedule_file=tmp_path / "schedule.toml",
+                             reconcile_interval_seconds=10**9)
     monkeypatch.setattr(app, "_settings", app._settings)
     configure(settings)
     monkeypatch.setattr(app, "now", clock)
@@ -343,3 +347,11 @@ def test_a_missing_input_fails_the_fire_naming_the_file(beat: Beat) -> None:
     with pytest.raises(InputError, match=r"in/2026-11-26\.jsonl: no such file"):
         periodic_run.apply(args=["nightly"], kwargs={"slot": "2026-11-26T02:30:00+00:00"}).get()
     assert list(registry(beat.settings).entries()) == []
+
+
+def test_beat_always_runs_the_reconciler(beat: Beat) -> None:
+    beat.write(nightly(beat.root))
+    scheduler = beat.scheduler()
+    entry = scheduler.schedule["shardline-reconcile"]
+    assert entry.task == names.TASK_RECONCILE
+    assert entry.schedule.run_every.total_seconds() == app.settings.reconcile_interval_seconds
