@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         "result backend when it is Redis, an in-process fake in embedded mode.",
     )
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    rabbitmq_consumer_timeout_seconds: int = Field(
+        default=1800, gt=0, description="The broker's consumer_timeout (RabbitMQ default)."
+    )
     embedded_concurrency: int = Field(
         default=4, gt=0, description="Worker threads of the embedded (no broker) mode."
     )
@@ -115,14 +118,27 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @property
+    def countdown_cap_seconds(self) -> float:
+        """The longest countdown any task may schedule.
+
+        A countdown task is held unacknowledged by the worker until its ETA. On Redis a
+        message unacknowledged for longer than the visibility timeout is delivered again;
+        RabbitMQ closes the channel of a consumer holding one past ``consumer_timeout`` (and
+        redelivers everything it held). Stay at 80 % of whichever applies.
+        """
+        limit = float(self.visibility_timeout_seconds)
+        if (self.broker_url or "").startswith(("amqp://", "amqps://", "pyamqp://")):
+            limit = min(limit, float(self.rabbitmq_consumer_timeout_seconds))
+        return 0.8 * limit
+
     @model_validator(mode="after")
     def _poll_fits_visibility(self) -> Settings:
-        # A countdown task is held unacknowledged by the worker until its ETA; on Redis a
-        # message unacknowledged for longer than the visibility timeout is delivered again.
-        if self.poll_max_seconds >= self.visibility_timeout_seconds:
+        if self.poll_max_seconds >= self.countdown_cap_seconds:
             raise ValueError(
-                "poll_max_seconds must be shorter than visibility_timeout_seconds, "
-                "or every long poll countdown is delivered twice"
+                f"poll_max_seconds must be under {self.countdown_cap_seconds:.0f} s (80 % of "
+                "the visibility timeout, or of RabbitMQ's consumer_timeout), or a long poll "
+                "countdown is delivered twice"
             )
         if self.poll_initial_seconds > self.poll_max_seconds:
             raise ValueError("poll_initial_seconds must not exceed poll_max_seconds")

@@ -243,6 +243,9 @@ def connect(load_settings: Callable[[], Settings]) -> None:
     def on_setup_logger(logger: logging.Logger | None = None, **_: Any) -> None:
         if logger is not None:
             instrument(logger, load_settings())
+        # httpx logs every request URL at INFO; a resumable upload's URL carries its
+        # upload_id, which authorizes writing to that session. Keep it out of the logs.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     signals.after_setup_logger.connect(
         on_setup_logger, weak=False, dispatch_uid="shardline.logs.logger"

@@ -30,9 +30,6 @@ log = logging.getLogger("shardline.tasks")
 MAX_TRANSIENT_FAILURES = 25
 #: Consecutive unexpected errors (bugs, storage outages) tolerated before giving up.
 MAX_UNEXPECTED_FAILURES = 5
-#: Every countdown stays under this share of the visibility timeout: a message held longer
-#: than the timeout by a worker waiting for its ETA is delivered a second time (Redis).
-VISIBILITY_SHARE = 0.8
 
 
 def retry(task: Task, countdown: float, *, failures: int, exc: BaseException | None = None
@@ -43,7 +40,7 @@ def retry(task: Task, countdown: float, *, failures: int, exc: BaseException | N
     Waiting (a live job, a full quota) is not failing: only errors raise the count, so a
     job polled for a day still tolerates a passing 503.
     """
-    cap = app.settings.visibility_timeout_seconds * VISIBILITY_SHARE
+    cap = app.settings.countdown_cap_seconds
     kwargs = {**(task.request.kwargs or {}), "failures": failures}
     return task.retry(
         countdown=min(countdown, cap), max_retries=None, exc=exc, kwargs=kwargs
