@@ -109,7 +109,6 @@ class Settings(BaseSettings):
 
     # Logs
     log_json: bool = False
-    log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")
     @classmethod
