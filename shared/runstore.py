@@ -8,7 +8,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared import names
-from shared.errors import ObjectNotFoundError, RunNotFoundError
+from shared.errors import ObjectNotFoundError, RunError, RunNotFoundError
 from shared.records import (
     AttemptRecord,
     CollectedRecord,
@@ -91,6 +91,13 @@ class RunRecords:
 
     def cancel_requested(self) -> bool:
         return self.storage.exists(names.CANCEL_MARKER)
+
+    def require_attempt(self, shard: int, attempt: int) -> AttemptRecord:
+        """The attempt's record; a ``RunError`` if it is missing (the records disagree)."""
+        record = self.attempt(shard, attempt)
+        if record is None:
+            raise RunError(f"{self.storage.uri}: shard {shard} has no attempt {attempt} record")
+        return record
 
     def attempts(self, shard: int) -> list[AttemptRecord]:
         """Every attempt of a shard that has a record, in order."""

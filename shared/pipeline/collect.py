@@ -68,7 +68,7 @@ def collect_attempt(ctx: RunContext, shard: int, attempt: int) -> CollectStep:
     outcome = ctx.records.outcome(shard)
     if outcome is not None:
         return CollectStep(shard=shard, attempt=attempt, state=outcome.state)
-    record = _attempt(ctx, shard, attempt)
+    record = ctx.records.require_attempt(shard, attempt)
     cancelled = ctx.records.cancel_requested()
     collected = [collect_part(ctx, shard, attempt, part, cancelled) for part in record.parts]
     failpoint("collect.after_parts")
@@ -83,13 +83,6 @@ def collect_attempt(ctx: RunContext, shard: int, attempt: int) -> CollectStep:
         return CollectStep(shard=shard, attempt=attempt, next_attempt=attempt + 1)
     final = finish(ctx, shard)
     return CollectStep(shard=shard, attempt=attempt, state=final.state)
-
-
-def _attempt(ctx: RunContext, shard: int, attempt: int) -> AttemptRecord:
-    record = ctx.records.attempt(shard, attempt)
-    if record is None:
-        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
-    return record
 
 
 def collect_part(
@@ -363,7 +356,7 @@ def abandon_attempt(
     existing = ctx.records.outcome(shard)
     if existing is not None:
         return existing
-    record = _attempt(ctx, shard, attempt)
+    record = ctx.records.require_attempt(shard, attempt)
     error: dict[str, Any] = {
         "code": getattr(exc, "code", None),
         "status": getattr(exc, "status", None) or "ABANDONED",

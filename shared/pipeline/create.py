@@ -23,9 +23,7 @@ CREATE_LEASE_SECONDS = 180.0
 def create_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
     if ctx.records.cancel_requested():
         return
-    record = ctx.records.attempt(shard, attempt)
-    if record is None:
-        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
+    record = ctx.records.require_attempt(shard, attempt)
     for part in record.parts:
         create_part(ctx, shard, attempt, part)
 

@@ -32,9 +32,7 @@ def job_is_final(job: JobRecord) -> bool:
 
 def poll_attempt(ctx: RunContext, shard: int, attempt: int) -> bool:
     """Refresh every job of the attempt; True when none is live any more."""
-    record = ctx.records.attempt(shard, attempt)
-    if record is None:
-        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
+    record = ctx.records.require_attempt(shard, attempt)
     cancelled = ctx.records.cancel_requested()
     done = True
     for part in record.parts:

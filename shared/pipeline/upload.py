@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, suppress
 from typing import BinaryIO
 
 from shared import names
-from shared.errors import ProviderError, RunError, UploadStateError
+from shared.errors import ProviderError, UploadStateError
 from shared.failpoints import failpoint, on_reads
 from shared.pipeline.context import RunContext
 from shared.records import PartPlan, UploadRecord, utcnow
@@ -19,9 +19,7 @@ from shared.records import PartPlan, UploadRecord, utcnow
 def upload_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
     if ctx.records.cancel_requested():
         return
-    record = ctx.records.attempt(shard, attempt)
-    if record is None:
-        raise RunError(f"run {ctx.run_id}: shard {shard} has no attempt {attempt} record")
+    record = ctx.records.require_attempt(shard, attempt)
     for part in record.parts:
         upload_part(ctx, shard, attempt, part)
 

@@ -14,10 +14,6 @@ a connection that provably never opened (``ConnectError``, connect/pool timeout)
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-
 import httpx
 from pydantic import SecretStr
 
@@ -34,20 +30,6 @@ class GeminiClient(FilesAPI, BatchesAPI):
 
     ``with GeminiClient(...) as client:`` closes the ``httpx.Client`` on exit.
     """
-
-    def __init__(
-        self,
-        http: httpx.Client,
-        *,
-        api_key: SecretStr,
-        api_version: str = "v1beta",
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        super().__init__(
-            http, api_key=api_key, api_version=api_version, retry=retry, sleep=sleep, rng=rng
-        )
 
     def __enter__(self) -> GeminiClient:
         return self
