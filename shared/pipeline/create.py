@@ -4,7 +4,7 @@ Creating a batch is not idempotent at the provider, so the intent (display name,
 file) is recorded *before* the call. A task that finds an intent without a job name does
 not create blindly: it looks the job up by its display name and adopts it. Only when the
 lookup finds nothing is the create sent again. While another worker may still be inside
-its create call (the intent is younger than ``CREATE_LEASE_SECONDS``) the step waits.
+its create call (the intent is younger than :func:`create_lease_seconds`) the step waits.
 """
 
 from __future__ import annotations
@@ -14,10 +14,20 @@ from shared.errors import ProviderClientError, RetryLater, RunError
 from shared.failpoints import failpoint
 from shared.pipeline.context import RunContext
 from shared.provider import BatchJob
+from shared.provider.retry import RetryPolicy
 from shared.records import JobRecord, PartPlan, utcnow
+from shared.settings import Settings
 
-#: Longer than any create call can take (the HTTP timeout bounds it).
-CREATE_LEASE_SECONDS = 180.0
+#: Beyond the HTTP timeout: connecting (at most 10 s) and a margin for clocks.
+_LEASE_MARGIN_SECONDS = 15.0
+
+
+def create_lease_seconds(settings: Settings) -> float:
+    """Longer than one create call can take: each try the client makes (bounded by the HTTP
+    timeout) and the sleeps between tries. Until then an intent's call may still land."""
+    tries = settings.http_max_retries + 1
+    sleeps = (tries - 1) * RetryPolicy().max_sleep_seconds
+    return tries * settings.http_timeout_seconds + sleeps + _LEASE_MARGIN_SECONDS
 
 
 def create_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
@@ -63,10 +73,9 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
         if found:
             return _record(ctx, key, job, min(found, key=lambda b: b.create_time or utcnow()))
         age = (utcnow() - job.intent_at).total_seconds()
-        if job.create_in_flight and age < CREATE_LEASE_SECONDS:
-            raise RetryLater(
-                f"create of {display} may be in flight elsewhere", CREATE_LEASE_SECONDS - age
-            )
+        lease = create_lease_seconds(ctx.settings)
+        if job.create_in_flight and age < lease:
+            raise RetryLater(f"create of {display} may be in flight elsewhere", lease - age)
         job.intent_at = utcnow()  # take the lease over: the earlier creator is gone
         job.create_in_flight = True
         ctx.records.write(key, job)
