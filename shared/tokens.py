@@ -25,8 +25,9 @@ import orjson
 CHARS_PER_TOKEN = 4
 MEDIA_PART_TOKENS = 258
 _CONTENT_OBJECTS = ("content", "systemInstruction", "system_instruction")
-_MEDIA = ("inlineData", "inline_data", "fileData", "file_data")
+_MEDIA = frozenset(("inlineData", "inline_data", "fileData", "file_data"))
 _TOOLING = ("tools", "toolConfig", "tool_config")
+_BESIDES_CONTENTS = frozenset((*_CONTENT_OBJECTS, *_TOOLING))
 
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
@@ -36,12 +37,19 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
     contents = request.get("contents")
     if type(contents) is not list:
         contents = []
-    for name in _CONTENT_OBJECTS:
-        value = request.get(name)
-        if value is not None:
-            contents = [*contents, value]
+    if not _BESIDES_CONTENTS.isdisjoint(request.keys()):  # the common request has none
+        for name in _CONTENT_OBJECTS:
+            value = request.get(name)
+            if value is not None:
+                contents = [*contents, value]
+        for name in _TOOLING:
+            value = request.get(name)
+            if value is not None:
+                chars += len(orjson.dumps(value))
     for content in contents:
-        parts = content.get("parts") if type(content) is dict else None
+        if type(content) is not dict:
+            continue
+        parts = content.get("parts")
         if type(parts) is not list:
             continue
         for part in parts:
@@ -50,12 +58,8 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
             text = part.get("text")
             if type(text) is str:
                 chars += len(text)
-            elif any(name in part for name in _MEDIA):
+            elif not _MEDIA.isdisjoint(part.keys()):
                 media += 1
             else:
                 chars += len(orjson.dumps(part))
-    for name in _TOOLING:
-        value = request.get(name)
-        if value is not None:
-            chars += len(orjson.dumps(value))
     return max(1, -(-chars // CHARS_PER_TOKEN) + media * MEDIA_PART_TOKENS)

@@ -12,10 +12,12 @@ Hash equality is taken as key equality. Two different keys share a 128-bit hash 
 probability about n²/2¹²⁹ — around 4·10⁻²⁴ for 50 M keys — far below the odds of a disk
 error, so no second check is made.
 
-The pass also asks, for each key, "might this be a duplicate?" from a Bloom filter (3 bits
-per key in ``bloom_bytes``, default 16 MiB). It never says no for a real duplicate, so the
+The pass also asks, for each key, "might this be a duplicate?" from a Bloom filter in
+``bloom_bytes`` (default 16 MiB), blocked: a key sets three bits of one 64-bit word, so a
+probe is one memory access rather than three. It never says no for a real duplicate, so the
 planner keeps the raw text of only those lines to write their rejections later; with the
-default filter a false "maybe" costs a little disk, about 1 % of lines at 10 M keys.
+default filter a false "maybe" costs a little disk: about 0.4 % of lines are flagged over a
+pass of 10 M keys (0.2 % with three independent bits), about 11 % over 50 M keys.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from shared.jsonl.sort import LineSorter
 PARTITIONS = 256
 DEFAULT_BLOOM_BYTES = 16 * 1024 * 1024
 _RECORD = struct.Struct("<16sQ")
+_PROBES = struct.Struct("<IBBB")
+_blake2b = hashlib.blake2b
 #: A partition's records are buffered in memory up to this size (256 x 32 KiB = 8 MiB).
 _FLUSH_BYTES = 32 * 1024
 
@@ -60,45 +64,34 @@ class KeyLog:
         self._tmp_dir = tmp_dir
         self._memory = memory_bytes
         self._buffers = [bytearray() for _ in range(PARTITIONS)]
-        self._bloom = bytearray(bloom_bytes)
-        self._mask = bloom_bytes * 8 - 1
+        self._bloom = memoryview(bytearray(max(bloom_bytes, 8))).cast("Q")
+        self._mask = len(self._bloom) - 1
         self.count = 0
 
     def add(self, key: str, line: int) -> bool:
         """Record ``key`` on ``line`` (lines must come in increasing order); True when the key
         may have been added before (always True for a real duplicate)."""
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        buffer = self._buffers[digest[0]]
-        buffer += digest
-        buffer += line.to_bytes(8, "little")
+        digest = _blake2b(key.encode(), digest_size=16).digest()
+        first = digest[0]
+        buffer = self._buffers[first]
+        buffer += _RECORD.pack(digest, line)
         if len(buffer) >= _FLUSH_BYTES:
-            self._flush(digest[0])
+            self._flush(first)
         self.count += 1
-        # Three probes from disjoint bit ranges of the hash, unrolled: this runs per line.
-        value = int.from_bytes(digest, "little")
-        mask = self._mask
-        bloom = self._bloom
-        maybe = True
-        index = value & mask
-        byte, bit = index >> 3, 1 << (index & 7)
-        if not bloom[byte] & bit:
-            bloom[byte] |= bit
-            maybe = False
-        index = (value >> 42) & mask
-        byte, bit = index >> 3, 1 << (index & 7)
-        if not bloom[byte] & bit:
-            bloom[byte] |= bit
-            maybe = False
-        index = (value >> 84) & mask
-        byte, bit = index >> 3, 1 << (index & 7)
-        if not bloom[byte] & bit:
-            bloom[byte] |= bit
-            maybe = False
-        return maybe
+        # Three bits of one 64-bit word (one memory access), chosen by the hash.
+        word, one, two, three = _PROBES.unpack_from(digest)
+        word &= self._mask
+        pattern = 1 << (one & 63) | 1 << (two & 63) | 1 << (three & 63)
+        words = self._bloom
+        seen = words[word]
+        if seen & pattern == pattern:
+            return True
+        words[word] = seen | pattern
+        return False
 
     def duplicates(self) -> Iterator[Duplicate]:
         """Every duplicate, in line order. Call once, after the last ``add``."""
-        self._bloom = bytearray()
+        self._bloom = memoryview(bytearray(8)).cast("Q")  # the filter's job is done
         with LineSorter(_first_int, memory_bytes=self._memory, tmp_dir=self._tmp_dir) as sorter:
             for index in range(PARTITIONS):
                 data = bytes(self._buffers[index])

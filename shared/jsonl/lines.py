@@ -57,34 +57,47 @@ class LineReader:
         self.lines = 0
 
     def __iter__(self) -> Iterator[Line]:
+        for number, item in enumerate(self.contents(), start=1):
+            if isinstance(item, Line):
+                yield item
+            else:
+                yield Line(number, item, len(item))
+
+    def contents(self) -> Iterator[bytes | Line]:
+        """The lines in order, a line within the cap as its content bytes (the n-th item is
+        line n) and an oversize one as a :class:`Line`: the planner's hot loop, without an
+        object per line. ``lines`` and ``bytes_read`` are current between items."""
         readline = self._reader.readline
         limit = self._max + 2  # room for "\r\n" after a line of exactly max_bytes
         cap = self._max
-        number = 0
-        first = True
-        while True:
-            chunk = readline(limit)
-            if not chunk:
+        chunk = readline(limit)
+        short = limit  # a chunk shorter than this ends the stream (the first may lose a BOM)
+        if chunk.startswith(BOM):
+            self.bytes_read += 3
+            chunk = chunk[3:]
+            short -= 3
+            if not chunk:  # the stream is only a BOM: one empty line
+                self.lines = 1
+                yield chunk
                 return
+        while chunk:
             self.bytes_read += len(chunk)
-            number += 1
-            self.lines = number
-            short = len(chunk) < limit
-            if first:
-                first = False
-                if chunk.startswith(BOM):
-                    chunk = chunk[3:]
-            if chunk.endswith(b"\n"):
-                data = chunk[:-2] if chunk.endswith(b"\r\n") else chunk[:-1]
-            elif short:  # the final line, without terminator
+            self.lines += 1
+            if chunk[-1] == 10:  # b"\n"
+                data = chunk[:-2] if chunk[-2:-1] == b"\r" else chunk[:-1]
+            elif len(chunk) < short:  # the final line, without terminator
                 data = chunk
             else:
-                yield from self._spooled(number, chunk)
+                yield from self._spooled(self.lines, chunk)
+                chunk = readline(limit)
+                short = limit
                 continue
+            short = limit
             if len(data) > cap:
-                yield Line(number, data, len(data), oversize=True)
+                yield Line(self.lines, data, len(data), oversize=True)
             else:
-                yield Line(number, data, len(data))
+                yield data
+            chunk = readline(limit)
 
     def _spooled(self, number: int, head: bytes) -> Iterator[Line]:
         """Read the rest of a line longer than the fast path allows into a temporary file."""

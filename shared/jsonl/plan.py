@@ -45,7 +45,7 @@ from shared.errors import RunError
 from shared.failpoints import failpoint
 from shared.jsonl.cut import StagedFile, must_cut
 from shared.jsonl.dedupe import DEFAULT_BLOOM_BYTES, KeyLog
-from shared.jsonl.lines import LineReader
+from shared.jsonl.lines import Line, LineReader
 from shared.jsonl.records import (
     record_line_number,
     sidecar_line,
@@ -53,12 +53,13 @@ from shared.jsonl.records import (
     staged_line_number,
 )
 from shared.jsonl.rejections import rejection, write_rejection_streamed
-from shared.jsonl.validate import Kind, Rejected, check_line
+from shared.jsonl.validate import Kind, line_verdict
 from shared.storage.base import Storage
 from shared.tokens import estimate_tokens
 
 _COPY_CHUNK = 1 << 20
 _HEAD = 4096
+_BATCH_BYTES = 1 << 18
 
 
 class PlanResult(BaseModel):
@@ -181,35 +182,32 @@ def _first_pass(
         _ShardSink(out, max_bytes=max_bytes, max_requests=max_requests) as sink,
     ):
         add_key = keys.add
-        for line in lines:
-            number = line.number
-            if line.oversize:
-                reason = f"line of {line.size} bytes exceeds the {line_cap}-byte line limit"
-                write_rejection_streamed(rejected, number, reason, line.raw())
+        add_line = sink.add
+        number = 0
+        for data in lines.contents():
+            number += 1
+            if isinstance(data, Line):  # an oversize line, spooled
+                reason = f"line of {data.size} bytes exceeds the {line_cap}-byte line limit"
+                write_rejection_streamed(rejected, number, reason, data.raw())
                 rejected_count += 1
                 continue
-            verdict = check_line(line.data, number, kind)
-            if isinstance(verdict, Rejected):
-                rejected.write(rejection(number, verdict.reason, line.data))
+            verdict = line_verdict(data, number, kind)
+            if isinstance(verdict, str):
+                rejected.write(rejection(number, verdict, data))
                 rejected_count += 1
                 continue
-            staged = staged_line(number, verdict.request_json)
+            key, request, request_json, extra = verdict
+            staged = staged_line(number, request_json)
             if len(staged) > max_bytes:
                 reason = f"staged line of {len(staged)} bytes exceeds shard_max_bytes ({max_bytes})"
-                rejected.write(rejection(number, reason, line.data))
+                rejected.write(rejection(number, reason, data))
                 rejected_count += 1
                 continue
-            if add_key(verdict.key, number):
-                key = verdict.key.encode("utf-8", "surrogatepass")
-                suspects.write(b"%d %d %d\n" % (number, len(key), len(line.data)))
-                suspects.write(key)
-                suspects.write(line.data)
-            sink.add(
-                number,
-                staged,
-                sidecar_line(number, verdict.key, verdict.extra),
-                estimate_tokens(verdict.request),
-            )
+            if add_key(key, number):
+                key_bytes = key.encode("utf-8", "surrogatepass")
+                header = b"%d %d %d\n" % (number, len(key_bytes), len(data))
+                suspects.write(header + key_bytes + data)
+            add_line(number, staged, sidecar_line(number, key, extra), estimate_tokens(request))
             failpoint("plan.mid_pass")
     found.shards = sink.shards
     found.lines = lines.lines
@@ -219,7 +217,10 @@ def _first_pass(
 
 
 class _ShardSink:
-    """Writes shards one after another: at most one shard's two writers are open at once."""
+    """Writes shards one after another: at most one shard's two writers are open at once.
+
+    Lines are handed to the writers in batches (one ``write`` per ~256 KiB of staged lines,
+    not two per line); a batch never outlives its shard."""
 
     def __init__(self, out: Storage, *, max_bytes: int, max_requests: int) -> None:
         self._out = out
@@ -229,30 +230,42 @@ class _ShardSink:
         self._stack: ExitStack | None = None
         self._input: BinaryIO | None = None
         self._sidecar: BinaryIO | None = None
+        self._staged: list[bytes] = []
+        self._sidecars: list[bytes] = []
         self._requests = 0
         self._bytes = 0
+        self._flushed = 0  # bytes of this shard already handed to its writer
         self._tokens = 0
         self._first = 0
         self._last = 0
 
     def add(self, line: int, staged: bytes, sidecar: bytes, tokens: int) -> None:
-        if must_cut(
+        size = len(staged)
+        if self._input is None or must_cut(
             self._requests,
             self._bytes,
-            len(staged),
+            size,
             max_bytes=self._max_bytes,
             max_requests=self._max_requests,
         ):
             self._finish(None, None, None)
-        if self._input is None or self._sidecar is None:
             self._start(line)
-            assert self._input is not None and self._sidecar is not None
-        self._input.write(staged)
-        self._sidecar.write(sidecar)
+        self._staged.append(staged)
+        self._sidecars.append(sidecar)
         self._requests += 1
-        self._bytes += len(staged)
+        self._bytes += size
         self._tokens += tokens
         self._last = line
+        if self._bytes - self._flushed >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._input is not None and self._sidecar is not None
+        self._input.write(b"".join(self._staged))
+        self._sidecar.write(b"".join(self._sidecars))
+        self._staged.clear()
+        self._sidecars.clear()
+        self._flushed = self._bytes
 
     def _start(self, line: int) -> None:
         index = len(self.shards)
@@ -260,7 +273,7 @@ class _ShardSink:
         self._input = stack.enter_context(self._out.open_write(names.shard_input(index)))
         self._sidecar = stack.enter_context(self._out.open_write(names.shard_sidecar(index)))
         self._stack = stack
-        self._requests = self._bytes = self._tokens = 0
+        self._requests = self._bytes = self._flushed = self._tokens = 0
         self._first = line
 
     def _finish(
@@ -270,9 +283,13 @@ class _ShardSink:
         tb: TracebackType | None,
     ) -> None:
         stack, self._stack = self._stack, None
-        self._input = self._sidecar = None
         if stack is None:
             return
+        if exc_type is None:
+            self._flush()
+        self._staged.clear()
+        self._sidecars.clear()
+        self._input = self._sidecar = None
         stack.__exit__(exc_type, exc, tb)
         if exc_type is None:
             self.shards.append(

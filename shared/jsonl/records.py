@@ -24,6 +24,7 @@ RECORD_PREFIX = b'{"line":'
 _RESPONSE_FIELD = b',"response":'
 _EXTRA_FIELD = b',"extra":{'
 _RETRYABLE_TAIL = b',"retryable":true}\n'
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 def staged_line(line: int, request_json: bytes) -> bytes:
@@ -53,7 +54,7 @@ def record_line_number(record: bytes) -> int:
 
 def sidecar_line(line: int, key: str, extra: dict[str, Any] | None) -> bytes:
     if extra:
-        return orjson.dumps({"line": line, "key": key, "extra": extra}) + b"\n"
+        return orjson.dumps({"line": line, "key": key, "extra": extra}, option=_NEWLINE)
     return b'{"line":%d,"key":%b}\n' % (line, orjson.dumps(key))
 
 
@@ -75,7 +76,7 @@ def result_record(line: int, response_json: bytes) -> bytes:
 
 
 def error_record(line: int, error: dict[str, Any], retryable: bool) -> bytes:
-    return orjson.dumps({"line": line, "error": error, "retryable": retryable}) + b"\n"
+    return orjson.dumps({"line": line, "error": error, "retryable": retryable}, option=_NEWLINE)
 
 
 def is_result_record(record: bytes) -> bool:

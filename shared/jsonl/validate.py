@@ -28,7 +28,7 @@ import orjson
 Kind = Literal["generate", "embed"]
 
 RESERVED_FIELDS = ("response", "error", "attempts")
-_STRUCTURE = ("key", "request")
+_NO_KEY = object()
 _JSON_TYPES: dict[type, str] = {
     dict: "object",
     list: "array",
@@ -50,6 +50,10 @@ class Accepted:
     extra: dict[str, Any] | None = None
 
 
+#: An accepted line's ``(key, request, request_json, extra)``, the fields of :class:`Accepted`.
+Fields = tuple[str, dict[str, Any], bytes, dict[str, Any] | None]
+
+
 @dataclass(slots=True)
 class Rejected:
     """An unusable line and why, in words meant for the person who wrote the file."""
@@ -63,65 +67,65 @@ def json_type(value: object) -> str:
 
 def check_line(raw: bytes, line_no: int, kind: Kind) -> Accepted | Rejected:
     """Accept or reject one line (content without its terminator)."""
+    verdict = line_verdict(raw, line_no, kind)
+    if isinstance(verdict, str):
+        return Rejected(verdict)
+    return Accepted(*verdict)
+
+
+def line_verdict(raw: bytes, line_no: int, kind: Kind) -> Fields | str:
+    """:func:`check_line` for the planner's hot loop, without an object per line: the
+    accepted line's ``(key, request, request_json, extra)`` or the rejection's reason."""
     if not raw:
-        return Rejected("empty line")
+        return "empty line"
     if raw.isspace():
-        return Rejected("blank line")
+        return "blank line"
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
-            return Rejected(f"invalid UTF-8 at byte {bad.start + 1}: {bad.reason}")
-        return Rejected(f"invalid JSON: {exc}")
+            return f"invalid UTF-8 at byte {bad.start + 1}: {bad.reason}"
+        return f"invalid JSON: {exc}"
     if type(obj) is not dict:
-        return Rejected(f"not a JSON object (got {json_type(obj)})")
-    if "request" in obj:
-        return _keyed(obj, line_no, kind)
-    return _bare(obj, raw, line_no, kind)
-
-
-def _keyed(obj: dict[str, Any], line_no: int, kind: Kind) -> Accepted | Rejected:
-    request = obj["request"]
+        return f"not a JSON object (got {json_type(obj)})"
+    if "request" not in obj:
+        return _bare(obj, raw, line_no, kind)
+    # Keyed: what is left of ``obj`` once the structure is taken out is the metadata.
+    request = obj.pop("request")
     if type(request) is not dict:
-        return Rejected(f"`request` must be an object (got {json_type(request)})")
-    if "key" in obj:
-        key = obj["key"]
-        if type(key) is not str:
-            return Rejected(f"`key` must be a string (got {json_type(key)})")
-        if not key:
-            return Rejected("`key` must not be empty")
-    else:
+        return f"`request` must be an object (got {json_type(request)})"
+    key = obj.pop("key", _NO_KEY)
+    if key is _NO_KEY:
         key = f"line-{line_no}"
-    extra: dict[str, Any] | None = None
-    if len(obj) > 1 + ("key" in obj):
-        extra = {name: value for name, value in obj.items() if name not in _STRUCTURE}
-        if not extra.keys().isdisjoint(RESERVED_FIELDS):
-            name = next(name for name in RESERVED_FIELDS if name in extra)
-            return Rejected(
-                f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
-            )
+    elif type(key) is not str:
+        return f"`key` must be a string (got {json_type(key)})"
+    elif not key:
+        return "`key` must not be empty"
+    if obj and not obj.keys().isdisjoint(RESERVED_FIELDS):
+        name = next(name for name in RESERVED_FIELDS if name in obj)
+        return f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
     problem = request_problem(request, kind)
     if problem is not None:
-        return Rejected(problem)
-    return Accepted(key, request, orjson.dumps(request), extra)
+        return problem
+    return key, request, orjson.dumps(request), obj or None
 
 
-def _bare(obj: dict[str, Any], raw: bytes, line_no: int, kind: Kind) -> Accepted | Rejected:
+def _bare(obj: dict[str, Any], raw: bytes, line_no: int, kind: Kind) -> Fields | str:
     if "key" in obj:
-        return Rejected("has `key` but no `request` object")
+        return "has `key` but no `request` object"
     marker = "contents" if kind == "generate" else "content"
     if marker not in obj:
         hint = "; `contents` is the generate form" if kind == "embed" and "contents" in obj else ""
-        return Rejected(
+        return (
             f"not a request: needs `request` (keyed line) or `{marker}` "
             f"(a bare {kind} request){hint}"
         )
     problem = request_problem(obj, kind)
     if problem is not None:
-        return Rejected(problem)
-    return Accepted(f"line-{line_no}", obj, raw.strip())
+        return problem
+    return f"line-{line_no}", obj, raw.strip(), None
 
 
 def request_problem(request: dict[str, Any], kind: Kind) -> str | None:
