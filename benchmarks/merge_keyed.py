@@ -4,12 +4,13 @@ Builds, for N lines (default 1 M): a part input (staged lines), its sidecar, and
 output file in random order (~5 % errors, ~0.1 % lines missing, key first so ``sort`` can
 use it). Then, in the same run:
 
-- ``LC_ALL=C sort -t'"' -k4,4n -S 64M --parallel=1`` on the output file (reference: sorting
-  the same lines numerically by key, single-threaded, same memory budget as ours);
-- in a child process (its own peak RSS): ``collect_output`` with a 64 MB sort budget, then
-  ``finish_shard`` joining the outcomes with the sidecar into user-facing lines.
+- ``LC_ALL=C sort -t'"' -k4,4n -S <budget> --parallel=1`` on the output file (reference:
+  sorting the same lines numerically by key, single-threaded, same memory budget as ours);
+- in a child process (its own peak RSS): ``collect_output`` with the sort budget (default:
+  the library's, ``shared.jsonl.sort.DEFAULT_MEMORY_BYTES``), then ``finish_shard`` joining
+  the outcomes with the sidecar into user-facing lines.
 
-Usage: .venv/bin/python benchmarks/merge_keyed.py [--lines 1000000]
+Usage: .venv/bin/python benchmarks/merge_keyed.py [--lines 1000000] [--memory-mb N]
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from pathlib import Path
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-
-MEMORY = 64 * 1024 * 1024
 
 
 def generate(directory: Path, lines: int, seed: int = 2) -> dict[str, int]:
@@ -78,7 +77,7 @@ def generate(directory: Path, lines: int, seed: int = 2) -> dict[str, int]:
     return {"output_bytes": (directory / "output.jsonl").stat().st_size}
 
 
-def child(directory: str) -> None:
+def child(directory: str, memory: int) -> None:
     sys.path.insert(0, str(ROOT))  # run as a script: make the repo importable
     from shared.jsonl import collect_output, finish_shard
 
@@ -91,7 +90,7 @@ def child(directory: str) -> None:
         open(base / "errors.part", "wb", buffering=1 << 20) as errors,
     ):
         stats = collect_output(
-            output, part, results, errors, tmp_dir=directory, memory_bytes=MEMORY
+            output, part, results, errors, tmp_dir=directory, memory_bytes=memory
         )
     collected = time.perf_counter()
     with (
@@ -124,11 +123,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--tmp", default=None)
-    parser.add_argument("--child", metavar="DIR")
+    parser.add_argument("--memory-mb", type=int, default=None, help="sort budget (MiB)")
+    parser.add_argument("--child", nargs=2, metavar=("DIR", "MEMORY_BYTES"))
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child[0], int(args.child[1]))
         return
+    if args.memory_mb is None:
+        sys.path.insert(0, str(ROOT))
+        from shared.jsonl.sort import DEFAULT_MEMORY_BYTES
+
+        memory = DEFAULT_MEMORY_BYTES
+    else:
+        memory = args.memory_mb * 1024 * 1024
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         base = Path(tmp)
         sizes = generate(base, args.lines)
@@ -141,7 +148,7 @@ def main() -> None:
                     '"',
                     "-k4,4n",
                     "-S",
-                    "64M",
+                    f"{memory // 1024}K",
                     "--parallel=1",
                     "-T",
                     tmp,
@@ -154,7 +161,7 @@ def main() -> None:
         sort_seconds = time.perf_counter() - started
         report = json.loads(
             subprocess.run(
-                [sys.executable, __file__, "--child", tmp],
+                [sys.executable, __file__, "--child", tmp, str(memory)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -162,7 +169,8 @@ def main() -> None:
         )
         ours = report["collect_seconds"] + report["finish_seconds"]
         print(
-            f"{args.lines} lines, output {sizes['output_bytes'] / 1e6:.0f} MB: "
+            f"{args.lines} lines, output {sizes['output_bytes'] / 1e6:.0f} MB, "
+            f"sort budget {memory >> 20} MiB: "
             f"GNU sort -n {sort_seconds:.2f} s; collect {report['collect_seconds']:.2f} s "
             f"+ finish_shard {report['finish_seconds']:.2f} s = {ours:.2f} s "
             f"(ratio {ours / sort_seconds:.1f}x, collect alone "

@@ -34,9 +34,10 @@ from shared.errors import RunError
 from shared.jsonl.cut import StagedFile, must_cut
 from shared.jsonl.records import (
     error_record,
-    is_result_record,
     is_retryable_record,
+    outcome_order,
     record_line_number,
+    response_json,
     result_record,
     staged_line_number,
 )
@@ -93,6 +94,7 @@ _USAGE = (
     ("cachedContentTokenCount", "cached"),
     ("totalTokenCount", "total"),
 )
+_USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
 
 
 class TokenCounts(BaseModel):
@@ -173,31 +175,49 @@ def collect_output(
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> CollectStats:
     """Split ``output`` into ``results`` and ``errors``, one outcome per part-input line,
-    both sorted by line. ``memory_bytes`` bounds the sort's buffer."""
-    usage = dict.fromkeys((name for _, name in _USAGE), 0)
+    both sorted by line. ``memory_bytes`` bounds the sort's buffer.
+
+    Outcomes are sorted by :func:`outcome_order` (line, then results before errors, each in
+    arrival order), so the first record of a line is the one kept: its first response, or
+    its first error when it has no response.
+    """
+    usage = [0] * len(_USAGE)
     output_lines = strays = duplicates = lines = responses = failures = retryables = missing = 0
-    with LineSorter(record_line_number, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
-        add = sorter.add
+    with LineSorter(outcome_order, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
+        add = sorter.add_keyed
         for raw in output:
             if raw.isspace():
                 continue
             output_lines += 1
-            line = _parse(raw)
-            number = _line_of(line) if type(line) is dict else None
-            if number is None:
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                line = _parse_leniently(raw)
+            if type(line) is not dict:
                 strays += 1
                 continue
+            key = line.get("key")
+            if key is None:
+                metadata = line.get("metadata")
+                key = metadata.get("key") if type(metadata) is dict else None
+            if type(key) is not str or not key.isdigit() or not key.isascii() or key[0] == "0":
+                strays += 1
+                continue
+            number = int(key)
             response = line.get("response")
             if type(response) is dict:
-                add(result_record(number, orjson.dumps(response)))
+                add(number * 2, result_record(number, orjson.dumps(response)))
                 metadata = response.get("usageMetadata")
-                if metadata is not None:
-                    _add_usage(usage, metadata, 1)
+                if type(metadata) is dict:
+                    for index, field in _USAGE_FIELDS:
+                        value = metadata.get(field)
+                        if type(value) is int:
+                            usage[index] += value
             else:
                 error = normalize_error(line)
-                add(error_record(number, error, retryable(error)))
-        outcomes = _grouped(sorter.sorted())
-        group = next(outcomes, None)
+                add(number * 2 + 1, error_record(number, error, retryable(error)))
+        outcomes = sorter.sorted_keyed()
+        pending = next(outcomes, None)
         previous = 0
         for staged in part_input:
             number = staged_line_number(staged)
@@ -205,33 +225,34 @@ def collect_output(
                 raise RunError(f"part input is not in line order at line {number}")
             previous = number
             lines += 1
-            while group is not None and group[0] < number:
-                strays += len(group[1])
-                _drop(usage, group[1])
-                group = next(outcomes, None)
-            if group is None or group[0] != number:
+            first = number * 2  # this line's result; ``first + 1``: its error
+            while pending is not None and pending[0] < first:
+                strays += 1
+                _drop(usage, pending)
+                pending = next(outcomes, None)
+            if pending is None or pending[0] > first + 1:
                 errors.write(error_record(number, MISSING_ERROR, True))
                 failures += 1
                 missing += 1
                 retryables += 1
                 continue
-            records = group[1]
-            kept = records[0] if len(records) == 1 else _keep(records)
-            if len(records) > 1:
-                duplicates += len(records) - 1
-                _drop(usage, [record for record in records if record is not kept])
-            if is_result_record(kept):
+            order, kept = pending
+            pending = next(outcomes, None)
+            while pending is not None and pending[0] <= first + 1:
+                duplicates += 1
+                _drop(usage, pending)
+                pending = next(outcomes, None)
+            if order == first:
                 results.write(kept)
                 responses += 1
             else:
                 errors.write(kept)
                 failures += 1
                 retryables += is_retryable_record(kept)
-            group = next(outcomes, None)
-        while group is not None:
-            strays += len(group[1])
-            _drop(usage, group[1])
-            group = next(outcomes, None)
+        while pending is not None:
+            strays += 1
+            _drop(usage, pending)
+            pending = next(outcomes, None)
     return CollectStats(
         lines=lines,
         responses=responses,
@@ -241,7 +262,7 @@ def collect_output(
         strays=strays,
         duplicates=duplicates,
         output_lines=output_lines,
-        tokens=TokenCounts(**usage),
+        tokens=TokenCounts(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
     )
 
 
@@ -358,62 +379,23 @@ def _selected(sources: Iterable[BinaryIO], wanted: Iterable[int]) -> Iterator[by
             raise RunError(f"line {line} is not in the staged input")
 
 
-def _parse(raw: bytes) -> Any:
-    """orjson, falling back to the standard library for what orjson refuses but a provider
-    might still send (NaN, infinities; they are written back as null): such a line is still
-    an answer for its key, not a stray. None when the line is not JSON at all."""
+def _parse_leniently(raw: bytes) -> Any:
+    """The standard library's parse, for what orjson refuses but a provider might still send
+    (NaN, infinities; they are written back as null): such a line is still an answer for its
+    key, not a stray. None when the line is not JSON at all."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
-def _line_of(line: dict[str, Any]) -> int | None:
-    key = line.get("key")
-    if key is None:
-        metadata = line.get("metadata")
-        key = metadata.get("key") if type(metadata) is dict else None
-    if type(key) is str and key.isascii() and key.isdigit() and key[0] != "0":
-        return int(key)
-    return None
-
-
-def _grouped(records: Iterator[bytes]) -> Iterator[tuple[int, list[bytes]]]:
-    """Sorted outcome records grouped by line."""
-    current = 0
-    group: list[bytes] = []
-    for record in records:
-        number = record_line_number(record)
-        if number != current and group:
-            yield current, group
-            group = []
-        current = number
-        group.append(record)
-    if group:
-        yield current, group
-
-
-def _keep(group: list[bytes]) -> bytes:
-    for record in group:
-        if is_result_record(record):
-            return record
-    return group[0]
-
-
-def _add_usage(usage: dict[str, int], metadata: object, sign: int) -> None:
-    if type(metadata) is not dict:
-        return
-    for field, name in _USAGE:
-        value = metadata.get(field)
-        if type(value) is int:
-            usage[name] += sign * value
-
-
-def _drop(usage: dict[str, int], records: Iterable[bytes]) -> None:
-    """Take dropped responses (duplicates, strays) back out of the token sums."""
-    for record in records:
-        if is_result_record(record):
-            _add_usage(usage, orjson.loads(record)["response"].get("usageMetadata"), -1)
+def _drop(usage: list[int], outcome: tuple[int, bytes]) -> None:
+    """Take a dropped response (duplicate, stray) back out of the token sums."""
+    order, record = outcome
+    if order % 2 == 0:
+        metadata = orjson.loads(response_json(record)).get("usageMetadata")
+        if type(metadata) is dict:
+            for index, field in _USAGE_FIELDS:
+                value = metadata.get(field)
+                if type(value) is int:
+                    usage[index] -= value

@@ -105,10 +105,9 @@ class KeyLog:
                 for digest, line in _RECORD.iter_unpack(data):
                     seen = first.setdefault(digest, line)
                     if seen != line:
-                        sorter.add(b"%d %d\n" % (line, seen))
-            for record in sorter.sorted():
-                later, earlier = record.split()
-                yield Duplicate(int(later), int(earlier))
+                        sorter.add_keyed(line, b"%d %d\n" % (line, seen))
+            for later, record in sorter.sorted_keyed():
+                yield Duplicate(later, int(record.split()[1]))
 
     def close(self) -> None:
         self._buffers = []

@@ -30,7 +30,7 @@ def rejection(line: int, reason: str, raw: bytes) -> bytes:
         }
     else:
         record = {"line": line, "reason": reason, "raw": text}
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(record) + b"\n"
 
 
 def write_rejection_streamed(out: BinaryIO, line: int, reason: str, raw: BinaryIO) -> None:

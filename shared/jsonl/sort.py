@@ -1,10 +1,17 @@
 """External merge sort of byte lines by an integer key, in bounded memory; stable.
 
-Lines are buffered until their estimated footprint passes ``memory_bytes``, then sorted and
-spilled to a temporary file (a "run"); the sorted stream is a ``heapq.merge`` of the runs and
-the last buffer. Both ``list.sort`` and ``heapq.merge`` keep equal keys in arrival order, so
-the sort is stable. More than ``fan_in`` runs are first merged in groups (another pass over
-the data) so open files stay bounded. Input that fits in the budget never touches disk.
+Lines are buffered with their keys until their estimated footprint passes ``memory_bytes``,
+then sorted and spilled to a temporary file (a "run"); the sorted stream is a
+``heapq.merge`` of the runs and the last buffer. Both ``list.sort`` and ``heapq.merge`` keep
+equal keys in arrival order, so the sort is stable. More than ``fan_in`` runs are first
+merged in groups (another pass over the data) so open files stay bounded. Input that fits in
+the budget never touches disk.
+
+Keys travel with the lines: a run is spilled with its keys beside it (a file of 64-bit
+integers), so a line read back is never keyed again, and the merge pairs keys with lines
+without Python code per line. A caller that already knows a line's key hands it over
+(:meth:`LineSorter.add_keyed`) and can read it back with the line
+(:meth:`LineSorter.sorted_keyed`). Keys are integers in the signed 64-bit range.
 """
 
 from __future__ import annotations
@@ -13,18 +20,34 @@ import contextlib
 import heapq
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Iterator
+from functools import partial
+from itertools import chain
+from operator import itemgetter
 from types import TracebackType
 from typing import BinaryIO
 
-DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
-#: Python's per-line bookkeeping (bytes object header, list slot, sort key) besides the data.
-LINE_OVERHEAD_BYTES = 100
+#: Per sorter, and a worker collects in several threads at once. Halving it from 64 MiB made
+#: no difference to outputs that spill either way, and ~15 % slower collects of outputs
+#: between the two (benchmarks/RESULTS.md, "Merge"), for up to 32 MB less per thread.
+DEFAULT_MEMORY_BYTES = 32 * 1024 * 1024
+#: Python's per-line bookkeeping besides the data: the bytes object's header (33), the
+#: (key, line) tuple (56), the key (28), the list slot and the sort's key slot (16).
+LINE_OVERHEAD_BYTES = 140
 _IO_BUFFER = 1 << 16
+_KEY = itemgetter(0)
+_LINE = itemgetter(1)
+_KEYS = ".keys"  # a run's keys, beside it: 64-bit integers in the run's order
+_KEYS_PER_READ = 8192
+_as_keys = partial(array, "q")
+
+Keyed = tuple[int, bytes]
 
 
 class LineSorter:
-    """Add lines (``add``), then iterate them once in key order (``sorted``).
+    """Add lines (``add`` / ``add_keyed``), then iterate them once in key order (``sorted`` /
+    ``sorted_keyed``).
 
     Use as a context manager: temporary run files are removed on exit.
     """
@@ -43,7 +66,7 @@ class LineSorter:
         self._budget = memory_bytes
         self._tmp_dir = tmp_dir
         self._fan_in = fan_in
-        self._buffer: list[bytes] = []
+        self._buffer: list[Keyed] = []
         self._used = 0
         self._runs: list[str] = []
         self._open: list[BinaryIO] = []
@@ -58,7 +81,11 @@ class LineSorter:
         """Add one line; a missing final ``\\n`` is supplied."""
         if not line.endswith(b"\n"):
             line += b"\n"
-        self._buffer.append(line)
+        self.add_keyed(self._key(line), line)
+
+    def add_keyed(self, key: int, line: bytes) -> None:
+        """Add one line ending in ``\\n`` under ``key``."""
+        self._buffer.append((key, line))
         self.count += 1
         self._used += len(line) + LINE_OVERHEAD_BYTES
         if self._used >= self._budget:
@@ -66,30 +93,22 @@ class LineSorter:
 
     def sorted(self) -> Iterator[bytes]:
         """Every added line, in key order (stable). Call once, after the last ``add``."""
+        return map(_LINE, self.sorted_keyed())
+
+    def sorted_keyed(self) -> Iterator[Keyed]:
+        """``(key, line)`` for every added line, in key order (stable). Call once."""
         if not self._runs:
             buffer, self._buffer, self._used = self._buffer, [], 0
-            buffer.sort(key=self._key)
-            yield from buffer
-            return
+            buffer.sort(key=_KEY)
+            return iter(buffer)
         if self._buffer:
             self._spill()
-        while len(self._runs) > self._fan_in:
-            group, self._runs = self._runs[: self._fan_in], self._runs[self._fan_in :]
-            merged = self._new_run_path()
-            with open(merged, "wb", buffering=_IO_BUFFER) as out:
-                out.writelines(self._merge(group))
-            self._close_open()
-            for path in group:
-                os.unlink(path)
-            self._runs.insert(0, merged)  # earlier lines first keeps the merge stable
-        yield from self._merge(self._runs)
-        self._close_open()
+        return self._merged_runs()
 
     def close(self) -> None:
         self._close_open()
         for path in self._runs:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _unlink_run(path)
         self._runs = []
         self._buffer = []
         self._used = 0
@@ -105,11 +124,36 @@ class LineSorter:
     ) -> None:
         self.close()
 
+    def _merged_runs(self) -> Iterator[Keyed]:
+        while len(self._runs) > self._fan_in:
+            group, self._runs = self._runs[: self._fan_in], self._runs[self._fan_in :]
+            merged = self._new_run_path()
+            with (
+                open(merged, "wb", buffering=_IO_BUFFER) as lines,
+                open(merged + _KEYS, "wb", buffering=_IO_BUFFER) as keys,
+            ):
+                pending = array("q")
+                for key, line in self._merge(group):
+                    lines.write(line)
+                    pending.append(key)
+                    if len(pending) >= _KEYS_PER_READ:
+                        pending.tofile(keys)
+                        pending = array("q")
+                pending.tofile(keys)
+            self._close_open()
+            for path in group:
+                _unlink_run(path)
+            self._runs.insert(0, merged)  # earlier lines first keeps the merge stable
+        yield from self._merge(self._runs)
+        self._close_open()
+
     def _spill(self) -> None:
-        self._buffer.sort(key=self._key)
+        self._buffer.sort(key=_KEY)
         path = self._new_run_path()
-        with open(path, "wb", buffering=_IO_BUFFER) as out:
-            out.writelines(self._buffer)
+        with open(path, "wb", buffering=_IO_BUFFER) as lines:
+            lines.writelines(map(_LINE, self._buffer))
+        with open(path + _KEYS, "wb") as keys:
+            array("q", map(_KEY, self._buffer)).tofile(keys)
         self._runs.append(path)
         self._buffer = []
         self._used = 0
@@ -119,14 +163,26 @@ class LineSorter:
         os.close(handle)
         return path
 
-    def _merge(self, paths: list[str]) -> Iterator[bytes]:
-        files: list[BinaryIO] = []
+    def _merge(self, paths: list[str]) -> Iterator[Keyed]:
+        """The runs' ``(key, line)`` pairs in order, built without Python code per line: a
+        run's keys are read back from its keys file in blocks and zipped with its lines."""
+        streams: list[Iterator[Keyed]] = []
         for path in paths:
-            files.append(open(path, "rb", buffering=_IO_BUFFER))  # noqa: SIM115 - closed below
-        self._open.extend(files)
-        return heapq.merge(*files, key=self._key)
+            lines = open(path, "rb", buffering=_IO_BUFFER)  # noqa: SIM115 - closed below
+            self._open.append(lines)
+            keys = open(path + _KEYS, "rb")  # noqa: SIM115 - closed below
+            self._open.append(keys)
+            blocks = iter(partial(keys.read, _KEYS_PER_READ * 8), b"")
+            streams.append(zip(chain.from_iterable(map(_as_keys, blocks)), lines, strict=True))
+        return heapq.merge(*streams, key=_KEY)
 
     def _close_open(self) -> None:
         for handle in self._open:
             handle.close()
         self._open = []
+
+
+def _unlink_run(path: str) -> None:
+    for name in (path, path + _KEYS):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)

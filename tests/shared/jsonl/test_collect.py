@@ -294,3 +294,25 @@ def test_stage_parts_min_parts_needs_a_total():
     with pytest.raises(ValueError, match="total"):
         stage_parts([], iter([1]), Parts().open, max_bytes=10, max_requests=10, min_parts=2)
     assert stage_parts([], iter([]), Parts().open, max_bytes=10, max_requests=10) == []
+
+
+def test_spilled_sort_keeps_duplicates_and_strays_as_in_memory(tmp_path: Path):
+    rng = random.Random(9)
+    lines = list(range(1, 201))
+    output = []
+    for n in range(1, 230):  # 201..229 are strays
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            if rng.random() < 0.6:
+                output.append(orjson.dumps({"key": str(n), "response": response(n, prompt=n)}))
+            else:
+                code = rng.choice([400, 503])
+                output.append(b'{"key":"%d","error":{"code":%d,"message":"m%d"}}' % (n, code, n))
+    rng.shuffle(output)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    in_memory = collect(output, lines, tmp_path / "a")
+    spilled = collect(output, lines, tmp_path / "b", memory_bytes=3000)  # ~100 runs
+    assert spilled == in_memory
+    stats = in_memory[0]
+    assert stats.duplicates > 0 and stats.strays > 0 and stats.missing > 0
+    assert stats.output_lines == len(output)

@@ -75,3 +75,13 @@ def test_bom_on_a_line_at_the_cap_is_not_oversize(tmp_path: Path):
     data = b"\xef\xbb\xbf" + b"x" * 10 + b"\n"
     lines, _ = read(data, max_bytes=10, tmp=str(tmp_path))
     assert lines == [(1, b"x" * 10, False)]
+
+
+def test_contents_gives_bytes_and_a_line_object_only_when_oversize(tmp_path: Path):
+    data = b"\xef\xbb\xbfa\r\n" + b"x" * 50 + b"\n\nlast"
+    reader = LineReader(io.BytesIO(data), max_bytes=10, tmp_dir=str(tmp_path))
+    seen = []
+    for item in reader.contents():
+        seen.append((reader.lines, item if isinstance(item, bytes) else (item.number, item.size)))
+    assert seen == [(1, b"a"), (2, (2, 50)), (3, b""), (4, b"last")]
+    assert reader.bytes_read == len(data)

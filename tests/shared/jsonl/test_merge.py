@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import io
+import random
 
 import orjson
+import pytest
 
 from shared.jsonl import MISSING_ERROR, concat, finish_shard
 from shared.jsonl.records import error_record, result_record, sidecar_line
@@ -117,3 +119,65 @@ def test_sidecar_head_slices_what_a_parse_would_build():
         line = orjson.loads(head + b"}")
         assert line == {"key": key, **(extra or {})}
         assert list(line) == ["key", *(extra or {})]
+
+
+def reference_finish(sidecar_bytes: bytes, attempts: list[tuple[int, bytes, bytes]]):
+    """The k-way merge finish_shard is defined by, written plainly (parse, don't slice)."""
+    outcomes = []
+    for stream, (attempt, results_bytes, errors_bytes) in enumerate(attempts):
+        for kind, data in ((0, results_bytes), (1, errors_bytes)):
+            for sequence, record in enumerate(data.splitlines()):
+                line = orjson.loads(record)["line"]
+                outcomes.append((line, attempt, 2 * stream + kind, sequence, orjson.loads(record)))
+    outcomes.sort()
+    results_out, errors_out = [], []
+    seen: set[int] = set()
+    for side in jsonl(sidecar_bytes):
+        group = [o for o in outcomes if o[0] == side["line"]]
+        seen.add(side["line"])
+        head = {"key": side["key"], **side.get("extra", {})}
+        success = next((o[4] for o in group if "response" in o[4]), None)
+        if success is not None:
+            results_out.append({**head, "response": success["response"]})
+        elif group:
+            tried = len({o[1] for o in group})
+            errors_out.append({**head, "error": group[-1][4]["error"], "attempts": tried})
+        else:
+            errors_out.append({**head, "error": MISSING_ERROR, "attempts": 0})
+    orphans = sum(1 for o in outcomes if o[0] not in seen)
+    return results_out, errors_out, orphans
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_finish_shard_matches_the_plain_merge(seed: int):
+    rng = random.Random(seed)
+    lines = sorted(rng.sample(range(1, 60), 25))
+    sidecar_bytes = b"".join(
+        sidecar_line(n, f"k{n}", {"n": n} if rng.random() < 0.5 else None) for n in lines
+    )
+    attempts = []
+    single = seed % 2 == 0  # one attempt of one part: finish_shard's two-file path
+    for attempt in range(1, 2 if single else rng.choice([2, 3]) + 1):
+        for _part in range(1 if single else rng.choice([1, 2])):
+            picked = sorted(rng.sample(range(1, 62), 20))  # some not in the sidecar: orphans
+            ok = [n for n in picked if rng.random() < 0.5]
+            bad = [n for n in picked if n not in ok or rng.random() < 0.1]
+            ok += [n for n in ok if rng.random() < 0.1]  # a line twice in one file
+            bad += [n for n in bad if rng.random() < 0.2]
+            messages = [(n, f"a{attempt}-{index}") for index, n in enumerate(sorted(bad))]
+            outcomes = (results(*sorted(ok)).getvalue(), errors(*messages).getvalue())
+            attempts.append((attempt, *outcomes))
+    rng.shuffle(attempts)  # any order: outcomes are taken by attempt, then file
+    out_results, out_errors = io.BytesIO(), io.BytesIO()
+    totals = finish_shard(
+        io.BytesIO(sidecar_bytes),
+        [(a, io.BytesIO(r), io.BytesIO(e)) for a, r, e in attempts],
+        out_results,
+        out_errors,
+    )
+    expected_results, expected_errors, orphans = reference_finish(sidecar_bytes, attempts)
+    assert jsonl(out_results.getvalue()) == expected_results
+    assert jsonl(out_errors.getvalue()) == expected_errors
+    assert (totals.lines, totals.results, totals.orphans) == (25, len(expected_results), orphans)
+    for line in jsonl(out_results.getvalue()) + jsonl(out_errors.getvalue()):
+        assert next(iter(line)) == "key"

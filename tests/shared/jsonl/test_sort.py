@@ -57,3 +57,19 @@ def test_close_midway_removes_runs(tmp_path: Path):
     assert sorter.runs > 0
     sorter.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("memory_bytes", "fan_in"), [(1 << 30, 64), (3000, 3), (3000, 64)])
+def test_keyed_lines_come_back_with_their_keys(tmp_path: Path, memory_bytes: int, fan_in: int):
+    lines = records(3000, seed=5)
+    with LineSorter(
+        record_line_number, memory_bytes=memory_bytes, tmp_dir=str(tmp_path), fan_in=fan_in
+    ) as sorter:
+        for line in lines:
+            sorter.add_keyed(record_line_number(line) * 10 + 7, line)
+        assert (sorter.runs > 64) == (memory_bytes == 3000)  # with fan_in 3: pre-merges
+        pairs = list(sorter.sorted_keyed())
+    expected = stable_sorted(lines)
+    assert [line for _, line in pairs] == expected
+    assert [key for key, _ in pairs] == [record_line_number(line) * 10 + 7 for line in expected]
+    assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shared.jsonl.validate import Accepted, Rejected, check_line
+from shared.jsonl.validate import Accepted, Rejected, check_line, line_verdict
 
 GEN = {"contents": [{"parts": [{"text": "hi"}]}]}
 EMB = {"content": {"parts": [{"text": "hi"}]}}
@@ -84,3 +84,22 @@ def test_invalid_json_names_the_column():
     verdict = check_line(b'{"a": tru}', 1, "generate")
     assert isinstance(verdict, Rejected)
     assert "column" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        dumps({"key": "k", "request": GEN, "doc": 1}),
+        dumps({"request": GEN}),
+        b' {"contents": [{"parts": [{"text": "x"}]}]} ',
+        b'{"key": 5, "request": {}}',
+        b"{nope",
+    ],
+)
+def test_line_verdict_is_check_line_without_the_objects(raw: bytes):
+    verdict = line_verdict(raw, 4, "generate")
+    checked = check_line(raw, 4, "generate")
+    if isinstance(checked, Rejected):
+        assert verdict == checked.reason
+    else:
+        assert verdict == (checked.key, checked.request, checked.request_json, checked.extra)
