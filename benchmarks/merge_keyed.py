@@ -10,12 +10,17 @@ use it). Then, in the same run:
   the library's, ``shared.jsonl.sort.DEFAULT_MEMORY_BYTES``), then ``finish_shard`` joining
   the outcomes with the sidecar into user-facing lines.
 
-Usage: .venv/bin/python benchmarks/merge_keyed.py [--lines 1000000] [--memory-mb N]
+With ``--baseline DIR`` (the root of another checkout) the same collect and finish run with
+that code too, on the same files, and the outputs are compared byte for byte.
+
+Usage: .venv/bin/python benchmarks/merge_keyed.py [--lines 1000000] [--memory-mb 64,32]
+       [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import random
@@ -77,28 +82,28 @@ def generate(directory: Path, lines: int, seed: int = 2) -> dict[str, int]:
     return {"output_bytes": (directory / "output.jsonl").stat().st_size}
 
 
-def child(directory: str, memory: int) -> None:
-    sys.path.insert(0, str(ROOT))  # run as a script: make the repo importable
+def child(directory: str, memory: int, root: str, out: str) -> None:
+    sys.path.insert(0, root)  # run as a script: make the repo (or the baseline) importable
     from shared.jsonl import collect_output, finish_shard
 
     base = Path(directory)
+    target = Path(out)
+    target.mkdir()
     started = time.perf_counter()
     with (
         open(base / "output.jsonl", "rb", buffering=1 << 20) as output,
         open(base / "part.jsonl", "rb", buffering=1 << 20) as part,
-        open(base / "results.part", "wb", buffering=1 << 20) as results,
-        open(base / "errors.part", "wb", buffering=1 << 20) as errors,
+        open(target / "results.part", "wb", buffering=1 << 20) as results,
+        open(target / "errors.part", "wb", buffering=1 << 20) as errors,
     ):
-        stats = collect_output(
-            output, part, results, errors, tmp_dir=directory, memory_bytes=memory
-        )
+        stats = collect_output(output, part, results, errors, tmp_dir=out, memory_bytes=memory)
     collected = time.perf_counter()
     with (
         open(base / "sidecar.jsonl", "rb", buffering=1 << 20) as sidecar,
-        open(base / "results.part", "rb", buffering=1 << 20) as results,
-        open(base / "errors.part", "rb", buffering=1 << 20) as errors,
-        open(base / "results.jsonl", "wb", buffering=1 << 20) as results_out,
-        open(base / "errors.jsonl", "wb", buffering=1 << 20) as errors_out,
+        open(target / "results.part", "rb", buffering=1 << 20) as results,
+        open(target / "errors.part", "rb", buffering=1 << 20) as errors,
+        open(target / "results.jsonl", "wb", buffering=1 << 20) as results_out,
+        open(target / "errors.jsonl", "wb", buffering=1 << 20) as errors_out,
     ):
         totals = finish_shard(sidecar, [(1, results, errors)], results_out, errors_out)
     finished = time.perf_counter()
@@ -123,62 +128,85 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--tmp", default=None)
-    parser.add_argument("--memory-mb", type=int, default=None, help="sort budget (MiB)")
-    parser.add_argument("--child", nargs=2, metavar=("DIR", "MEMORY_BYTES"))
+    parser.add_argument(
+        "--memory-mb", default=None, help="sort budgets in MiB, e.g. 64,32 (default: the library's)"
+    )
+    parser.add_argument("--baseline", default=None, help="root of a checkout to compare with")
+    parser.add_argument("--child", nargs=4, metavar=("DIR", "MEMORY_BYTES", "ROOT", "OUT"))
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]))
+        child(args.child[0], int(args.child[1]), args.child[2], args.child[3])
         return
     if args.memory_mb is None:
         sys.path.insert(0, str(ROOT))
         from shared.jsonl.sort import DEFAULT_MEMORY_BYTES
 
-        memory = DEFAULT_MEMORY_BYTES
+        budgets = [DEFAULT_MEMORY_BYTES]
     else:
-        memory = args.memory_mb * 1024 * 1024
+        budgets = [int(mb) * 1024 * 1024 for mb in args.memory_mb.split(",")]
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         base = Path(tmp)
         sizes = generate(base, args.lines)
-        started = time.perf_counter()
-        with open(base / "sorted.jsonl", "wb") as sorted_out:
-            subprocess.run(
-                [
-                    "sort",
-                    "-t",
-                    '"',
-                    "-k4,4n",
-                    "-S",
-                    f"{memory // 1024}K",
-                    "--parallel=1",
-                    "-T",
-                    tmp,
-                    str(base / "output.jsonl"),
-                ],
-                check=True,
-                stdout=sorted_out,
-                env={**os.environ, "LC_ALL": "C"},
-            )
-        sort_seconds = time.perf_counter() - started
-        report = json.loads(
-            subprocess.run(
-                [sys.executable, __file__, "--child", tmp, str(memory)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+        print(f"{args.lines} lines, output {sizes['output_bytes'] / 1e6:.0f} MB")
+        for memory in budgets:
+            sort_seconds = _gnu_sort(base, memory)
+            runs = [("this code", str(ROOT))]
+            if args.baseline:
+                runs.append(("baseline", args.baseline))
+            for name, root in runs:
+                out = base / f"out-{name.replace(' ', '-')}-{memory}"
+                report = json.loads(
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", tmp, str(memory), root, str(out)],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                )
+                ours = report["collect_seconds"] + report["finish_seconds"]
+                print(
+                    f"  budget {memory >> 20} MiB, {name}: GNU sort -n {sort_seconds:.2f} s; "
+                    f"collect {report['collect_seconds']:.2f} s "
+                    f"+ finish_shard {report['finish_seconds']:.2f} s = {ours:.2f} s "
+                    f"(ratio {ours / sort_seconds:.1f}x, collect alone "
+                    f"{report['collect_seconds'] / sort_seconds:.1f}x); "
+                    f"peak RSS {report['rss_mb']:.1f} MB; "
+                    f"{report['responses']} responses, {report['errors']} errors "
+                    f"({report['missing']} missing), {report['tokens_total']} tokens"
+                )
+            if args.baseline:
+                same = all(
+                    filecmp.cmp(
+                        base / f"out-this-code-{memory}" / name,
+                        base / f"out-baseline-{memory}" / name,
+                        shallow=False,
+                    )
+                    for name in ("results.jsonl", "errors.jsonl", "results.part", "errors.part")
+                )
+                print(f"  outputs byte-identical to the baseline's: {same}")
+
+
+def _gnu_sort(base: Path, memory: int) -> float:
+    started = time.perf_counter()
+    with open(base / "sorted.jsonl", "wb") as sorted_out:
+        subprocess.run(
+            [
+                "sort",
+                "-t",
+                '"',
+                "-k4,4n",
+                "-S",
+                f"{memory // 1024}K",
+                "--parallel=1",
+                "-T",
+                str(base),
+                str(base / "output.jsonl"),
+            ],
+            check=True,
+            stdout=sorted_out,
+            env={**os.environ, "LC_ALL": "C"},
         )
-        ours = report["collect_seconds"] + report["finish_seconds"]
-        print(
-            f"{args.lines} lines, output {sizes['output_bytes'] / 1e6:.0f} MB, "
-            f"sort budget {memory >> 20} MiB: "
-            f"GNU sort -n {sort_seconds:.2f} s; collect {report['collect_seconds']:.2f} s "
-            f"+ finish_shard {report['finish_seconds']:.2f} s = {ours:.2f} s "
-            f"(ratio {ours / sort_seconds:.1f}x, collect alone "
-            f"{report['collect_seconds'] / sort_seconds:.1f}x); "
-            f"peak RSS {report['rss_mb']:.1f} MB; "
-            f"{report['responses']} responses, {report['errors']} errors "
-            f"({report['missing']} missing), {report['tokens_total']} tokens"
-        )
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

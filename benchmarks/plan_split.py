@@ -5,15 +5,19 @@ requests, a few bad lines and duplicates), streamed to a temp file; then, in the
 
 - ``split -C <shard>`` on the file (the reference: a byte-exact line-preserving splitter);
 - ``plan_input`` to a LocalStorage with the same shard size, in a child process so its
-  peak RSS (``ru_maxrss``) is its own; once per input size, to show RSS does not grow.
+  peak RSS (``ru_maxrss``) is its own; once per input size, to show RSS does not grow;
+- with ``--baseline DIR`` (the root of another checkout, e.g. ``git archive <rev> shared |
+  tar -x -C DIR``), the same plan with that code too, on the same file, for a before/after
+  ratio within one run.
 
 Usage: .venv/bin/python benchmarks/plan_split.py [--sizes-mb 1000,250] [--shard-mb 200]
-       [--words 30,400] [--dups 0.001]
+       [--words 30,400] [--dups 0.001] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import random
@@ -76,8 +80,8 @@ def generate(
     return lines
 
 
-def child(path: str, out_dir: str, shard_bytes: int) -> None:
-    sys.path.insert(0, str(ROOT))  # run as a script: make the repo importable
+def child(path: str, out_dir: str, shard_bytes: int, root: str) -> None:
+    sys.path.insert(0, root)  # run as a script: make the repo (or the baseline) importable
     from shared.jsonl import plan_input
     from shared.storage.local import LocalStorage
 
@@ -132,10 +136,11 @@ def main() -> None:
         "--words", default="30,400", help="prompt length range in words (~6 bytes a word)"
     )
     parser.add_argument("--dups", type=float, default=0.0, help="share of duplicate-key lines")
-    parser.add_argument("--child", nargs=3, metavar=("INPUT", "OUT", "SHARD_BYTES"))
+    parser.add_argument("--baseline", default=None, help="root of a checkout to compare with")
+    parser.add_argument("--child", nargs=4, metavar=("INPUT", "OUT", "SHARD_BYTES", "ROOT"))
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], int(args.child[2]))
+        child(args.child[0], args.child[1], int(args.child[2]), args.child[3])
         return
     shard_bytes = args.shard_mb * 1_000_000
     print(f"python imports alone: peak RSS {baseline_rss():.1f} MB")
@@ -154,22 +159,7 @@ def main() -> None:
             split_seconds = time.perf_counter() - started
             shutil.rmtree(split_dir)
             out_dir = Path(tmp) / "plan"
-            report = json.loads(
-                subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--child",
-                        str(source),
-                        str(out_dir),
-                        str(shard_bytes),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    env=os.environ,
-                ).stdout
-            )
+            report = _plan(source, out_dir, shard_bytes, str(ROOT))
             plan_seconds = report["seconds"]
             print(
                 f"input {size / 1e6:.0f} MB, {lines} lines: "
@@ -181,6 +171,34 @@ def main() -> None:
                 f"{report['shards']} shards, {report['accepted']} accepted, "
                 f"{report['rejected']} rejected ({report['duplicates']} duplicates)"
             )
+            if args.baseline:
+                baseline_dir = Path(tmp) / "plan-baseline"
+                before = _plan(source, baseline_dir, shard_bytes, args.baseline)
+                print(
+                    f"  baseline {args.baseline}: plan_input {before['seconds']:.2f} s "
+                    f"({report['lines'] / before['seconds'] / 1000:.0f} k lines/s, "
+                    f"{before['seconds'] / split_seconds:.1f}x split); peak RSS "
+                    f"{before['rss_mb']:.1f} MB; this code is "
+                    f"{before['seconds'] / plan_seconds:.2f}x as fast; staged files "
+                    f"byte-identical: {_same_tree(out_dir, baseline_dir)}"
+                )
+
+
+def _same_tree(one: Path, other: Path) -> bool:
+    files = sorted(path.relative_to(one) for path in one.rglob("*") if path.is_file())
+    theirs = sorted(path.relative_to(other) for path in other.rglob("*") if path.is_file())
+    return files == theirs and all(
+        filecmp.cmp(one / name, other / name, shallow=False) for name in files
+    )
+
+
+def _plan(source: Path, out_dir: Path, shard_bytes: int, root: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", str(source), str(out_dir), str(shard_bytes)]
+    finished = subprocess.run(
+        [*command, root], capture_output=True, text=True, check=True, env=os.environ
+    )
+    report: dict[str, float] = json.loads(finished.stdout)
+    return report
 
 
 if __name__ == "__main__":
