@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, suppress
 from typing import BinaryIO
 
 from shared import names
-from shared.errors import ProviderError, UploadStateError
+from shared.errors import ProviderError, ProviderServerError, UploadStateError
 from shared.failpoints import failpoint, on_reads
 from shared.pipeline.context import RunContext
 from shared.records import PartPlan, UploadRecord, utcnow
@@ -72,14 +72,21 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
         # finalized, makes no file).
         return upload_part(ctx, shard, attempt, part)
     failpoint("upload.after_session")
-    uploaded = client.upload_from(
-        session.url,
-        reader,
-        record.size,
-        chunk_size=_chunk_size(ctx, session.chunk_granularity),
-        granularity=session.chunk_granularity,
-        start_offset=0,
-    )
+    try:
+        uploaded = client.upload_from(
+            session.url,
+            reader,
+            record.size,
+            chunk_size=_chunk_size(ctx, session.chunk_granularity),
+            granularity=session.chunk_granularity,
+            start_offset=0,
+        )
+    except UploadStateError as exc:
+        # The server ended the new session (a chunk past the storage quota, say): retryable;
+        # the next try finds it dead and opens another.
+        raise ProviderServerError(
+            f"upload session ended: {exc.message}", code=exc.code, status=exc.status
+        ) from exc
     return _finished(ctx, key, record, uploaded.name)
 
 
