@@ -38,7 +38,7 @@ def twice(stage: Callable[[], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[slot] = stage()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test
+        except Exception as exc:
             results[slot] = exc
 
     threads = [threading.Thread(target=body, args=(slot,)) for slot in (0, 1)]
