@@ -73,3 +73,21 @@ def test_keyed_lines_come_back_with_their_keys(tmp_path: Path, memory_bytes: int
     assert [line for _, line in pairs] == expected
     assert [key for key, _ in pairs] == [record_line_number(line) * 10 + 7 for line in expected]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_runs_of_lines_that_came_in_order_are_read_one_after_another(
+    tmp_path: Path, shuffled: bool
+):
+    lines = [b'{"line":%d,"tag":%d}\n' % (index // 3, index) for index in range(3000)]
+    if shuffled:  # one early line out of place: the runs overlap and must be merged
+        lines.insert(2000, lines.pop(10))
+    with LineSorter(record_line_number, memory_bytes=4000, tmp_dir=str(tmp_path)) as sorter:
+        for line in lines:
+            sorter.add(line)
+        assert sorter.runs > 10
+        merged = sorter.sorted()
+        first = next(merged)
+        assert (len(sorter._open) == 2) is not shuffled  # one run (lines + keys) open at a time
+        assert [first, *merged] == stable_sorted(lines)
+    assert list(tmp_path.iterdir()) == []
