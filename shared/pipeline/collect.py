@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel
 
 from shared import names
-from shared.errors import ProviderError, RunError
+from shared.errors import NotFoundError, ProviderError, RunError
 from shared.failpoints import failpoint
 from shared.jsonl import (
     collect_output,
@@ -129,13 +129,19 @@ def _collect_output(
     output_key = names.part_output(shard, attempt, part.part)
     if not storage.exists(output_key):
         assert job.responses_file is not None
-        with (
-            ctx.client(job.key_fingerprint).download(job.responses_file) as chunks,
-            storage.open_write(output_key) as out,
-        ):
-            for chunk in chunks:
-                out.write(chunk)
-                failpoint("collect.mid_download")
+        try:
+            with (
+                ctx.client(job.key_fingerprint).download(job.responses_file) as chunks,
+                storage.open_write(output_key) as out,
+            ):
+                for chunk in chunks:
+                    out.write(chunk)
+                    failpoint("collect.mid_download")
+        except NotFoundError:
+            # A concurrent delivery of this task copied it first and then freed the
+            # provider's copy (only ever after ours is committed): read that one.
+            if not storage.exists(output_key):
+                raise
     failpoint("collect.after_download")
     may_retry = not cancelled and attempt < ctx.manifest.max_request_attempts
 
