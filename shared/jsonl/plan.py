@@ -17,9 +17,10 @@ shard (every line of it repeats an earlier key) the shard is dropped and the lat
 renumbered by moving their objects — a rare, slow path that keeps indices contiguous.
 
 Memory is flat: one line at a time (at most ``line_max_bytes``, default
-``shard_max_bytes``; a longer line is spooled to disk and rejected), the Bloom filter and
-the key log's write buffers. Local disk (``tmp_dir``) holds 24 bytes per accepted line, the
-rejected lines and the flagged raw lines until the plan is done.
+``shard_max_bytes``; a longer line is spooled to disk and rejected), the Bloom filter, the
+key log's write buffers and ~256 KiB of staged lines waiting for their write. Local disk
+(``tmp_dir``) holds 24 bytes per accepted line, the rejected lines and the flagged raw lines
+until the plan is done.
 
 Re-running the plan on the same input writes the same objects (each replaced atomically).
 """

@@ -10,10 +10,11 @@ the budget never touches disk.
 Lines that arrive in key order, or nearly (the provider's output is documented to follow its
 input), leave runs that do not overlap: they are read one after another, without a merge.
 
-Keys travel with the lines: a run is spilled with its keys beside it (a file of 64-bit
-integers), so a line read back is never keyed again, and the merge pairs keys with lines
-without Python code per line. A caller that already knows a line's key hands it over
-(:meth:`LineSorter.add_keyed`) and can read it back with the line
+Keys travel with the lines, and no Python code runs per line to sort, spill or merge them:
+the buffer holds the lines and, beside them, one integer per line, ``key << 24 | arrival``,
+which sorts as (key, arrival) by itself; a run is spilled with its keys in a file of 64-bit
+integers beside it, zipped back with its lines when read. A caller that already knows a
+line's key hands it over (:meth:`LineSorter.add_keyed`) and can read it back with the line
 (:meth:`LineSorter.sorted_keyed`). Keys are integers in the signed 64-bit range.
 """
 
@@ -26,8 +27,8 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterator
 from functools import partial
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import and_, itemgetter, rshift
 from types import TracebackType
 from typing import BinaryIO
 
@@ -36,8 +37,10 @@ from typing import BinaryIO
 #: between the two (benchmarks/RESULTS.md, "Merge"), for up to 32 MB less per thread.
 DEFAULT_MEMORY_BYTES = 32 * 1024 * 1024
 #: Python's per-line bookkeeping besides the data: the bytes object's header (33), the
-#: (key, line) tuple (56), the key (28), the list slot and the sort's key slot (16).
-LINE_OVERHEAD_BYTES = 140
+#: ordering integer (32), two list slots (16) and the sort's scratch space.
+LINE_OVERHEAD_BYTES = 100
+_ARRIVAL_BITS = 24  # a buffer holds at most 2**24 lines (16 M): it is spilled before
+_ARRIVAL = (1 << _ARRIVAL_BITS) - 1
 _IO_BUFFER = 1 << 16
 _KEY = itemgetter(0)
 _LINE = itemgetter(1)
@@ -69,7 +72,8 @@ class LineSorter:
         self._budget = memory_bytes
         self._tmp_dir = tmp_dir
         self._fan_in = fan_in
-        self._buffer: list[Keyed] = []
+        self._lines: list[bytes] = []
+        self._order: list[int] = []  # key << _ARRIVAL_BITS | index in _lines
         self._used = 0
         self._runs: list[str] = []
         self._spans: dict[str, tuple[int, int]] = {}  # a spilled run's first and last key
@@ -89,10 +93,12 @@ class LineSorter:
 
     def add_keyed(self, key: int, line: bytes) -> None:
         """Add one line ending in ``\\n`` under ``key``."""
-        self._buffer.append((key, line))
+        lines = self._lines
+        self._order.append(key << _ARRIVAL_BITS | len(lines))
+        lines.append(line)
         self.count += 1
         self._used += len(line) + LINE_OVERHEAD_BYTES
-        if self._used >= self._budget:
+        if self._used >= self._budget or len(lines) > _ARRIVAL:
             self._spill()
 
     def sorted(self) -> Iterator[bytes]:
@@ -102,10 +108,9 @@ class LineSorter:
     def sorted_keyed(self) -> Iterator[Keyed]:
         """``(key, line)`` for every added line, in key order (stable). Call once."""
         if not self._runs:
-            buffer, self._buffer, self._used = self._buffer, [], 0
-            buffer.sort(key=_KEY)
-            return iter(buffer)
-        if self._buffer:
+            order, lines = self._sorted_buffer()
+            return zip(_keys_of(order), _lines_in(order, lines), strict=True)
+        if self._lines:
             self._spill()
         return self._merged_runs()
 
@@ -114,7 +119,8 @@ class LineSorter:
         for path in self._runs:
             _unlink_run(path)
         self._runs = []
-        self._buffer = []
+        self._lines = []
+        self._order = []
         self._used = 0
 
     def __enter__(self) -> LineSorter:
@@ -159,17 +165,23 @@ class LineSorter:
         yield from self._merge(self._runs)
         self._close_open()
 
+    def _sorted_buffer(self) -> tuple[list[int], list[bytes]]:
+        """The buffer's ordering integers, sorted (so by key, then arrival), and its lines;
+        the buffer is emptied."""
+        order, lines = self._order, self._lines
+        self._order, self._lines, self._used = [], [], 0
+        order.sort()
+        return order, lines
+
     def _spill(self) -> None:
-        self._buffer.sort(key=_KEY)
+        order, lines = self._sorted_buffer()
         path = self._new_run_path()
-        self._spans[path] = (self._buffer[0][0], self._buffer[-1][0])
-        with open(path, "wb", buffering=_IO_BUFFER) as lines:
-            lines.writelines(map(_LINE, self._buffer))
+        self._spans[path] = (order[0] >> _ARRIVAL_BITS, order[-1] >> _ARRIVAL_BITS)
+        with open(path, "wb", buffering=_IO_BUFFER) as out:
+            out.writelines(_lines_in(order, lines))
         with open(path + _KEYS, "wb") as keys:
-            array("q", map(_KEY, self._buffer)).tofile(keys)
+            array("q", _keys_of(order)).tofile(keys)
         self._runs.append(path)
-        self._buffer = []
-        self._used = 0
 
     def _new_run_path(self) -> str:
         handle, path = tempfile.mkstemp(prefix="sort-run-", suffix=".jsonl", dir=self._tmp_dir)
@@ -193,6 +205,14 @@ class LineSorter:
         for handle in self._open:
             handle.close()
         self._open = []
+
+
+def _keys_of(order: list[int]) -> Iterator[int]:
+    return map(rshift, order, repeat(_ARRIVAL_BITS))
+
+
+def _lines_in(order: list[int], lines: list[bytes]) -> Iterator[bytes]:
+    return map(lines.__getitem__, map(and_, order, repeat(_ARRIVAL)))
 
 
 def _unlink_run(path: str) -> None:
