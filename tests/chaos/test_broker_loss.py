@@ -90,7 +90,7 @@ def test_flushall_mid_run_then_resume(
     chaos_redis.client().flushall()
     resume(run, env)
 
-    run.wait_summary(workers=workers.started)
+    run.wait_summary(workers=workers.started, reconcile_via=broker)
     assert_accounted(run, LINES)
     assert_one_job_per_part(slow_emulator, run)
     wait_input_files_deleted(slow_emulator, run)
@@ -118,7 +118,7 @@ def test_redis_restarted_mid_run_then_resume(
             workers.start(env)
         resume(run, env)
 
-        run.wait_summary(workers=workers.started)
+        run.wait_summary(workers=workers.started, reconcile_via=server.url())
         assert_accounted(run, LINES)
         assert_one_job_per_part(slow_emulator, run)
         wait_input_files_deleted(slow_emulator, run)

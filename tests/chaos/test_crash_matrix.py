@@ -31,6 +31,7 @@ from shared.records import Summary
 from tests.chaos.conftest import (
     CHUNK,
     OUTPUTS,
+    RedisServer,
     Run,
     Workers,
     assert_one_job_per_part,
@@ -112,6 +113,7 @@ class Case:
     failpoints: str | None = None
     kills: int = 0  # random-moment SIGKILLs when no failpoint is armed
     seed: int = 0
+    lose_unacked: bool = False  # the dead worker's messages are lost, not redelivered
 
 
 CASES = [
@@ -135,6 +137,8 @@ CASES = [
     full_only(Case("finish.after_results=kill@2"), id="finish.after_results"),
     full_only(Case("merge.after_results=kill"), id="merge.after_results"),
     full_only(Case("poll.after_get=kill@1;collect.mid_download=kill@1"), id="first-of-two"),
+    # Only beat's reconciler (played by the test) can move the run on: about 70 s.
+    full_only(Case("poll.after_get=kill@2", lose_unacked=True), id="lost-messages"),
     pytest.param(Case(kills=1, seed=1), id="random-1"),
     full_only(Case(kills=1, seed=2), id="random-2"),
     full_only(Case(kills=1, seed=3), id="random-3"),
@@ -146,7 +150,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_crash_and_restart_matches_a_clean_run(
-    case: Case, reference: Reference, broker: str, workers: Workers, tmp_path: Path
+    case: Case, reference: Reference, broker: str, workers: Workers, tmp_path: Path,
+    chaos_redis: RedisServer,
 ) -> None:
     with running_emulator(emulator_config()) as emulator:
         env = chaos_env(emulator, tmp_path, broker, **LEASE)
@@ -154,7 +159,10 @@ def test_crash_and_restart_matches_a_clean_run(
         if case.failpoints:
             armed = workers.start(env, case.failpoints)
             run = submit(broker, reference.source, tmp_path / "out")
-            wait_redelivery(wait_killed(armed, run))
+            killed_at = wait_killed(armed, run)
+            if case.lose_unacked:
+                chaos_redis.client().delete("unacked", "unacked_index")
+            wait_redelivery(killed_at)
         else:
             rng = random.Random(case.seed)
             for kill in range(case.kills):
@@ -170,7 +178,7 @@ def test_crash_and_restart_matches_a_clean_run(
                 wait_redelivery(time.monotonic())
         assert run is not None
         clean = workers.start(env)
-        summary = run.wait_summary(workers=workers.started)
+        summary = run.wait_summary(workers=workers.started, reconcile_via=broker)
 
         for name in OUTPUTS:
             assert normalized(run.output / name) == normalized(reference.output / name), name
