@@ -90,6 +90,7 @@ def child(directory: str, memory: int, root: str, out: str) -> None:
     target = Path(out)
     target.mkdir()
     started = time.perf_counter()
+    started_cpu = time.process_time()
     with (
         open(base / "output.jsonl", "rb", buffering=1 << 20) as output,
         open(base / "part.jsonl", "rb", buffering=1 << 20) as part,
@@ -98,6 +99,7 @@ def child(directory: str, memory: int, root: str, out: str) -> None:
     ):
         stats = collect_output(output, part, results, errors, tmp_dir=out, memory_bytes=memory)
     collected = time.perf_counter()
+    collected_cpu = time.process_time()
     with (
         open(base / "sidecar.jsonl", "rb", buffering=1 << 20) as sidecar,
         open(target / "results.part", "rb", buffering=1 << 20) as results,
@@ -107,11 +109,14 @@ def child(directory: str, memory: int, root: str, out: str) -> None:
     ):
         totals = finish_shard(sidecar, [(1, results, errors)], results_out, errors_out)
     finished = time.perf_counter()
+    finished_cpu = time.process_time()
     print(
         json.dumps(
             {
                 "collect_seconds": collected - started,
                 "finish_seconds": finished - collected,
+                "collect_cpu": collected_cpu - started_cpu,
+                "finish_cpu": finished_cpu - collected_cpu,
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "responses": stats.responses,
                 "errors": stats.errors,
@@ -149,7 +154,7 @@ def main() -> None:
         sizes = generate(base, args.lines)
         print(f"{args.lines} lines, output {sizes['output_bytes'] / 1e6:.0f} MB")
         for memory in budgets:
-            sort_seconds = _gnu_sort(base, memory)
+            sort_seconds, sort_cpu = _gnu_sort(base, memory)
             runs = [("this code", str(ROOT))]
             if args.baseline:
                 runs.append(("baseline", args.baseline))
@@ -164,11 +169,14 @@ def main() -> None:
                     ).stdout
                 )
                 ours = report["collect_seconds"] + report["finish_seconds"]
+                ours_cpu = report["collect_cpu"] + report["finish_cpu"]
                 print(
-                    f"  budget {memory >> 20} MiB, {name}: GNU sort -n {sort_seconds:.2f} s; "
-                    f"collect {report['collect_seconds']:.2f} s "
-                    f"+ finish_shard {report['finish_seconds']:.2f} s = {ours:.2f} s "
-                    f"(ratio {ours / sort_seconds:.1f}x, collect alone "
+                    f"  budget {memory >> 20} MiB, {name}: GNU sort -n {sort_seconds:.2f} s "
+                    f"(cpu {sort_cpu:.2f}); collect {report['collect_seconds']:.2f} s "
+                    f"(cpu {report['collect_cpu']:.2f}) + finish_shard "
+                    f"{report['finish_seconds']:.2f} s (cpu {report['finish_cpu']:.2f}) "
+                    f"= {ours:.2f} s (ratio {ours / sort_seconds:.1f}x, cpu "
+                    f"{ours_cpu / sort_cpu:.1f}x; collect alone "
                     f"{report['collect_seconds'] / sort_seconds:.1f}x); "
                     f"peak RSS {report['rss_mb']:.1f} MB; "
                     f"{report['responses']} responses, {report['errors']} errors "
@@ -186,7 +194,9 @@ def main() -> None:
                 print(f"  outputs byte-identical to the baseline's: {same}")
 
 
-def _gnu_sort(base: Path, memory: int) -> float:
+def _gnu_sort(base: Path, memory: int) -> tuple[float, float]:
+    """Wall and CPU seconds of GNU sort on the output file."""
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     with open(base / "sorted.jsonl", "wb") as sorted_out:
         subprocess.run(
@@ -206,7 +216,12 @@ def _gnu_sort(base: Path, memory: int) -> float:
             stdout=sorted_out,
             env={**os.environ, "LC_ALL": "C"},
         )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

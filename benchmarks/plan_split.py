@@ -87,6 +87,7 @@ def child(path: str, out_dir: str, shard_bytes: int, root: str) -> None:
 
     store = LocalStorage(out_dir)
     started = time.perf_counter()
+    started_cpu = time.process_time()
     with open(path, "rb", buffering=1 << 20) as reader:
         result = plan_input(
             reader,
@@ -98,11 +99,13 @@ def child(path: str, out_dir: str, shard_bytes: int, root: str) -> None:
             tmp_dir=str(Path(out_dir).parent),
         )
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - started_cpu
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                "cpu": cpu,
                 "rss_mb": rss_mb,
                 "lines": result.lines,
                 "accepted": result.accepted,
@@ -152,11 +155,13 @@ def main() -> None:
             size = source.stat().st_size
             split_dir = Path(tmp) / "split"
             split_dir.mkdir()
+            split_cpu = _children_cpu()
             started = time.perf_counter()
             subprocess.run(
                 ["split", "-C", str(shard_bytes), str(source), str(split_dir / "x")], check=True
             )
             split_seconds = time.perf_counter() - started
+            split_cpu = _children_cpu() - split_cpu
             shutil.rmtree(split_dir)
             out_dir = Path(tmp) / "plan"
             report = _plan(source, out_dir, shard_bytes, str(ROOT))
@@ -167,7 +172,9 @@ def main() -> None:
                 f"({size / 1e6 / split_seconds:.0f} MB/s); "
                 f"plan_input {plan_seconds:.2f} s ({size / 1e6 / plan_seconds:.0f} MB/s, "
                 f"{report['lines'] / plan_seconds / 1000:.0f} k lines/s); "
-                f"ratio {plan_seconds / split_seconds:.1f}x; peak RSS {report['rss_mb']:.1f} MB; "
+                f"ratio {plan_seconds / split_seconds:.1f}x; cpu {report['cpu']:.2f} s against "
+                f"split's {split_cpu:.2f} s ({report['cpu'] / split_cpu:.1f}x); "
+                f"peak RSS {report['rss_mb']:.1f} MB; "
                 f"{report['shards']} shards, {report['accepted']} accepted, "
                 f"{report['rejected']} rejected ({report['duplicates']} duplicates)"
             )
@@ -177,11 +184,17 @@ def main() -> None:
                 print(
                     f"  baseline {args.baseline}: plan_input {before['seconds']:.2f} s "
                     f"({report['lines'] / before['seconds'] / 1000:.0f} k lines/s, "
-                    f"{before['seconds'] / split_seconds:.1f}x split); peak RSS "
-                    f"{before['rss_mb']:.1f} MB; this code is "
-                    f"{before['seconds'] / plan_seconds:.2f}x as fast; staged files "
+                    f"{before['seconds'] / split_seconds:.1f}x split), cpu {before['cpu']:.2f} s; "
+                    f"peak RSS {before['rss_mb']:.1f} MB; this code is "
+                    f"{before['seconds'] / plan_seconds:.2f}x as fast "
+                    f"({before['cpu'] / report['cpu']:.2f}x in cpu); staged files "
                     f"byte-identical: {_same_tree(out_dir, baseline_dir)}"
                 )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _same_tree(one: Path, other: Path) -> bool:
