@@ -221,7 +221,10 @@ class Run:
         """Wait for the run's summary; with ``reconcile_via`` (a broker URL), send
         ``shardline.reconcile`` every few seconds meanwhile, as beat does."""
         deadline = time.monotonic() + timeout
-        client = Celery("chaos-beat", broker=reconcile_via) if reconcile_via else None
+        client = (
+            Celery("chaos-beat", broker=reconcile_via, set_as_current=False)
+            if reconcile_via else None
+        )
         next_tick = time.monotonic()
         try:
             while time.monotonic() < deadline:
@@ -248,7 +251,7 @@ def submit(broker_url: str, source: Path, output: Path, *, key: str = "chaos",
         idempotency_key=key,
         options=RunOptions(shard_max_requests=shard_max_requests, **options),
     )
-    client = Celery("chaos-client", broker=broker_url)
+    client = Celery("chaos-client", broker=broker_url, set_as_current=False)
     try:
         client.send_task(names.TASK_START_RUN, args=[spec.model_dump(mode="json")],
                          queue=names.QUEUE)

@@ -151,6 +151,8 @@ def beat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Beat]:
                              reconcile_interval_seconds=10**9)
     monkeypatch.setattr(app, "_settings", app._settings)
     configure(settings)
+    # Schedules without an app of their own ask the current app for the time.
+    app.set_current()
     monkeypatch.setattr(app, "now", clock)
     harness = Beat(tmp_path, clock, settings)
     harness.sent()  # nothing left over from elsewhere
