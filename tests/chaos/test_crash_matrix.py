@@ -191,6 +191,9 @@ def test_crash_and_restart_matches_a_clean_run(
         if case.failpoints and case.failpoints.startswith("upload.after_chunk"):
             _assert_upload_resumed(emulator, reference)
         assert clean.alive()
+        failed = [line for line in clean.log().splitlines()
+                  if "shardline.reconcile[" in line and "raised unexpected" in line]
+        assert not failed, failed[0]
 
 
 def _assert_upload_resumed(emulator, reference: Reference) -> None:  # type: ignore[no-untyped-def]

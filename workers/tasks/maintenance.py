@@ -40,4 +40,4 @@ def reconcile(self: Task) -> dict[str, Any]:
         restart_plan=_restart_plan,
         admission=Admission(app.coordination, app.settings),
     )
-    return report.model_dump()
+    return report.model_dump(mode="json")  # sets become lists: the result is JSON
