@@ -171,7 +171,7 @@ def test_crash_and_restart_matches_a_clean_run(
                     run = submit(broker, reference.source, tmp_path / "out")
                 # The first anywhere in a clean run's time; later ones soon after the
                 # restart, while the redelivered work is under way.
-                time.sleep(rng.uniform(0.2, reference.seconds if kill == 0 else 2.5))
+                time.sleep(rng.uniform(0.2, 0.7 * reference.seconds if kill == 0 else 2.0))
                 stage = _stage(run)
                 victim.kill()
                 print(f"random kill {case.seed}: SIGKILL while {stage}")
