@@ -10,7 +10,6 @@ records), ``dedupe`` (duplicate keys), ``cut`` (shard cut rule), ``plan`` (the p
 from shared.jsonl.collect import (
     MISSING_ERROR,
     CollectStats,
-    TokenCounts,
     collect_output,
     fail_all,
     is_retryable,
@@ -42,7 +41,6 @@ __all__ = [
     "Rejected",
     "ShardTotals",
     "StagedFile",
-    "TokenCounts",
     "check_line",
     "collect_output",
     "concat",

@@ -42,6 +42,7 @@ from shared.jsonl.records import (
     staged_line_number,
 )
 from shared.jsonl.sort import DEFAULT_MEMORY_BYTES, LineSorter
+from shared.records import TokenTotals
 from shared.tokens import estimate_tokens
 
 MISSING_ERROR: dict[str, Any] = {
@@ -97,16 +98,6 @@ _USAGE = (
 _USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
 
 
-class TokenCounts(BaseModel):
-    """Sums of ``usageMetadata`` over kept responses (embeddings usually report none)."""
-
-    prompt: int = 0
-    candidates: int = 0
-    thoughts: int = 0
-    cached: int = 0
-    total: int = 0
-
-
 class CollectStats(BaseModel):
     """What one output file held. ``lines == responses + errors``; ``missing`` and
     ``retryable`` are parts of ``errors``; ``output_lines`` counts non-blank output lines
@@ -120,7 +111,8 @@ class CollectStats(BaseModel):
     strays: int = 0
     duplicates: int = 0
     output_lines: int = 0
-    tokens: TokenCounts = Field(default_factory=TokenCounts)
+    #: Sums of ``usageMetadata`` over kept responses (embeddings usually report none).
+    tokens: TokenTotals = Field(default_factory=TokenTotals)
 
 
 def is_retryable(error: Mapping[str, Any]) -> bool:
@@ -262,7 +254,7 @@ def collect_output(
         strays=strays,
         duplicates=duplicates,
         output_lines=output_lines,
-        tokens=TokenCounts(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
+        tokens=TokenTotals(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
     )
 
 

@@ -163,7 +163,7 @@ def _collect_output(
         missing=stats.missing,
         strays=stats.strays,
         duplicates=stats.duplicates,
-        tokens=TokenTotals.model_validate(stats.tokens.model_dump()),
+        tokens=stats.tokens,
     )
 
 
