@@ -48,6 +48,8 @@ from shared.storage import open_storage
 from tests.fixtures.emulator import EmulatorHandle, free_port
 from tests.fixtures.services import WorkerProcess, pipeline_environment, start_worker
 
+#: Threads of each chaos worker process.
+WORKER_THREADS = 4
 FULL = os.environ.get("SHARDLINE_CHAOS_FULL", "") not in ("", "0")
 #: Seconds an unacknowledged message stays with its (dead) worker before redelivery.
 VISIBILITY_TIMEOUT = 4
@@ -344,7 +346,7 @@ class Workers:
         if failpoints:
             env["SHARDLINE_FAILPOINTS"] = failpoints
         log = self.tmp_path / f"worker-{len(self.started)}.log"
-        worker = start_worker(env, log, concurrency=4)
+        worker = start_worker(env, log, concurrency=WORKER_THREADS)
         self.started.append(worker)
         return worker
 
