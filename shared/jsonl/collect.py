@@ -316,33 +316,8 @@ def stage_parts(
     with ExitStack() as stack:
         writer: BinaryIO | None = None
         requests = size = tokens = first = last = 0
-        for record in _selected(sources, wanted):
-            line = staged_line_number(record)
-            if writer is not None and must_cut(
-                requests, size, len(record), max_bytes=max_bytes, max_requests=max_requests
-            ):
-                stack.close()
-                parts.append(
-                    StagedFile(
-                        index=len(parts),
-                        requests=requests,
-                        bytes=size,
-                        first_line=first,
-                        last_line=last,
-                        estimated_tokens=tokens,
-                    )
-                )
-                writer = None
-            if writer is None:
-                writer = stack.enter_context(open_part(len(parts)))
-                requests = size = tokens = 0
-                first = line
-            writer.write(record)
-            requests += 1
-            size += len(record)
-            tokens += estimate_tokens(orjson.loads(record)["request"])
-            last = line
-        if writer is not None:
+
+        def close_part() -> None:
             stack.close()
             parts.append(
                 StagedFile(
@@ -354,6 +329,25 @@ def stage_parts(
                     estimated_tokens=tokens,
                 )
             )
+
+        for record in _selected(sources, wanted):
+            line = staged_line_number(record)
+            if writer is not None and must_cut(
+                requests, size, len(record), max_bytes=max_bytes, max_requests=max_requests
+            ):
+                close_part()
+                writer = None
+            if writer is None:
+                writer = stack.enter_context(open_part(len(parts)))
+                requests = size = tokens = 0
+                first = line
+            writer.write(record)
+            requests += 1
+            size += len(record)
+            tokens += estimate_tokens(orjson.loads(record)["request"])
+            last = line
+        if writer is not None:
+            close_part()
     return parts
 
 

@@ -372,40 +372,21 @@ def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> Stage
         return shard
     requests = removed_bytes = removed_tokens = first = 0
     last = b""
-    key = names.shard_input(shard.index)
-    with (
-        open(drop_path, "rb") as drop_file,
-        out.open_read(key) as source,
-        out.open_write(key) as target,
+    for kept, record in _without_lines(
+        out, names.shard_input(shard.index), drop_path, b'{"key":"%d",', shard.index
     ):
-        drops = (b'{"key":"%d",' % int(line) for line in drop_file)
-        drop = next(drops, None)
-        for record in source:
-            if drop is not None and record.startswith(drop):
-                removed_bytes += len(record)
-                removed_tokens += estimate_tokens(orjson.loads(record)["request"])
-                drop = next(drops, None)
-                continue
-            target.write(record)
+        if kept:
             requests += 1
             last = record
             if not first:
                 first = staged_line_number(record)
-        if drop is not None:
-            raise RunError(f"plan: {drop!r} is not in shard {shard.index}")
-    key = names.shard_sidecar(shard.index)
-    with (
-        open(drop_path, "rb") as drop_file,
-        out.open_read(key) as source,
-        out.open_write(key) as target,
+        else:
+            removed_bytes += len(record)
+            removed_tokens += estimate_tokens(orjson.loads(record)["request"])
+    for _ in _without_lines(
+        out, names.shard_sidecar(shard.index), drop_path, b'{"line":%d,', shard.index
     ):
-        drops = (b'{"line":%d,' % int(line) for line in drop_file)
-        drop = next(drops, None)
-        for record in source:
-            if drop is not None and record.startswith(drop):
-                drop = next(drops, None)
-                continue
-            target.write(record)
+        pass
     if requests == 0:
         out.delete(names.shard_input(shard.index))
         out.delete(names.shard_sidecar(shard.index))
@@ -417,6 +398,30 @@ def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> Stage
         last_line=staged_line_number(last) if last else 0,
         estimated_tokens=shard.estimated_tokens - removed_tokens,
     )
+
+
+def _without_lines(
+    out: Storage, key: str, drop_path: str, head: bytes, shard: int
+) -> Iterator[tuple[bool, bytes]]:
+    """Rewrite object ``key`` without the records whose line numbers ``drop_path`` lists
+    (ascending); yields ``(kept, record)`` for each record. ``head % line`` is how a
+    dropped record starts: our own formats put the line first, so nothing is parsed."""
+    with (
+        open(drop_path, "rb") as drop_file,
+        out.open_read(key) as source,
+        out.open_write(key) as target,
+    ):
+        drops = (head % int(line) for line in drop_file)
+        drop = next(drops, None)
+        for record in source:
+            if drop is not None and record.startswith(drop):
+                drop = next(drops, None)
+                yield False, record
+                continue
+            target.write(record)
+            yield True, record
+        if drop is not None:
+            raise RunError(f"plan: {drop!r} is not in shard {shard}")
 
 
 def _renumber(out: Storage, shards: list[StagedFile]) -> list[StagedFile]:
