@@ -10,6 +10,7 @@ records), ``dedupe`` (duplicate keys), ``cut`` (shard cut rule), ``plan`` (the p
 from shared.jsonl.collect import (
     MISSING_ERROR,
     CollectStats,
+    OutOfOrder,
     collect_output,
     fail_all,
     is_retryable,
@@ -37,6 +38,7 @@ __all__ = [
     "Line",
     "LineReader",
     "LineSorter",
+    "OutOfOrder",
     "PlanResult",
     "Rejected",
     "ShardTotals",

@@ -23,6 +23,8 @@ from shared import names
 from shared.errors import NotFoundError, ProviderError, RunError
 from shared.failpoints import failpoint
 from shared.jsonl import (
+    CollectStats,
+    OutOfOrder,
     collect_output,
     fail_all,
     finish_shard,
@@ -148,13 +150,21 @@ def _collect_output(
     def retryable(error: Mapping[str, Any]) -> bool:
         return may_retry and is_retryable(error)
 
-    with (
-        storage.open_read(output_key) as output,
-        storage.open_read(part.input_key) as part_input,
-        storage.open_write(names.part_results(shard, attempt, part.part)) as results,
-        storage.open_write(names.part_errors(shard, attempt, part.part)) as errors,
-    ):
-        stats = collect_output(output, part_input, results, errors, retryable=retryable)
+    def collect(in_order: bool) -> CollectStats:
+        with (
+            storage.open_read(output_key) as output,
+            storage.open_read(part.input_key) as part_input,
+            storage.open_write(names.part_results(shard, attempt, part.part)) as results,
+            storage.open_write(names.part_errors(shard, attempt, part.part)) as errors,
+        ):
+            return collect_output(
+                output, part_input, results, errors, retryable=retryable, in_order=in_order
+            )
+
+    try:  # the provider documents output in input order: join as it comes, no sort
+        stats = collect(in_order=True)
+    except OutOfOrder:  # the writers left nothing behind; sort this one
+        stats = collect(in_order=False)
     return CollectedRecord(
         job_state=SUCCEEDED,
         responses=stats.responses,
