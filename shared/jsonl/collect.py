@@ -13,7 +13,10 @@ synthetic ``UNKNOWN`` error). Several lines for one key: a response beats an err
 first response beats later ones, so no request counts as succeeding twice; the losers are
 counted as duplicates. An input line the output does not mention becomes a retryable
 ``MISSING`` error. The provider's order is not trusted: outcomes are sorted by line with
-the external sort, then merge-joined with the (line-ordered) part input.
+the external sort, then merge-joined with the (line-ordered) part input; or, with
+``in_order=True``, joined as they are read as long as lines never go back (the provider
+documents that its output follows its input), which needs no sort, no temporary files and
+no sort buffer (benchmarks/RESULTS.md, "Collect against the naive script").
 
 Also here: :func:`fail_all` (a whole part failed), :func:`select_lines` and
 :func:`stage_parts` (the inputs of a next attempt) and :func:`retryable_lines`.
