@@ -17,8 +17,8 @@ from __future__ import annotations
 import httpx
 from pydantic import SecretStr
 
-from shared.provider.batches import BatchesAPI
-from shared.provider.files import FilesAPI
+from shared.provider.gemini.batches import BatchesAPI
+from shared.provider.gemini.files import FilesAPI
 from shared.provider.retry import RetryPolicy
 from shared.settings import Settings
 

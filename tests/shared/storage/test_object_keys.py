@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shared.storage._keys import (
+from shared.storage._object_keys import (
     check_key,
     check_list_prefix,
     check_prefix,

@@ -18,7 +18,8 @@ from shared.errors import (
     ProviderServerError,
     RateLimitError,
 )
-from shared.provider import GeminiClient, RetryPolicy, build_client, build_http_client
+from shared.provider.gemini import GeminiClient, build_client, build_http_client
+from shared.provider.retry import RetryPolicy
 from shared.settings import Settings
 
 from .conftest import FAST_RETRY

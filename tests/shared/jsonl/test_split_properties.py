@@ -10,8 +10,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import names
-from shared.jsonl import plan_input
+from shared.jsonl import split_input
+from shared.run import layout
 from shared.storage.local import LocalStorage
 
 KEYS = st.sampled_from(["a", "b", "c", "é", "😀", "line-1", "line-3"])
@@ -57,7 +57,7 @@ def test_every_line_is_accounted_for_once(lines, crlf, final_newline, bom, max_b
         data = b"\xef\xbb\xbf" + data
     with tempfile.TemporaryDirectory() as tmp:
         store = LocalStorage(Path(tmp) / "out", fsync=False)
-        result = plan_input(
+        result = split_input(
             io.BytesIO(data),
             store,
             kind="generate",
@@ -71,7 +71,7 @@ def test_every_line_is_accounted_for_once(lines, crlf, final_newline, bom, max_b
         assert result.lines == expected_lines
         assert result.lines == result.accepted + result.rejected
 
-        rejected = [orjson.loads(r) for r in store.read_bytes(names.PLAN_REJECTED).splitlines()]
+        rejected = [orjson.loads(r) for r in store.read_bytes(layout.PLAN_REJECTED).splitlines()]
         rejected_lines = [r["line"] for r in rejected]
         assert rejected_lines == sorted(set(rejected_lines))
 
@@ -79,9 +79,9 @@ def test_every_line_is_accounted_for_once(lines, crlf, final_newline, bom, max_b
         user_keys: list[str] = []
         for index, shard in enumerate(result.shards):
             assert shard.index == index
-            staged = store.read_bytes(names.shard_input(index))
+            staged = store.read_bytes(layout.shard_input(index))
             sidecar = [
-                orjson.loads(r) for r in store.read_bytes(names.shard_sidecar(index)).splitlines()
+                orjson.loads(r) for r in store.read_bytes(layout.shard_sidecar(index)).splitlines()
             ]
             assert 0 < shard.requests == len(sidecar) <= max_requests
             assert shard.bytes == len(staged) <= max_bytes
@@ -90,7 +90,7 @@ def test_every_line_is_accounted_for_once(lines, crlf, final_newline, bom, max_b
             assert (shard.first_line, shard.last_line) == (lines_here[0], lines_here[-1])
             accepted_lines += lines_here
             user_keys += [r["key"] for r in sidecar]
-        assert not store.exists(names.shard_input(len(result.shards)))
+        assert not store.exists(layout.shard_input(len(result.shards)))
         assert accepted_lines == sorted(accepted_lines)
         assert len(user_keys) == len(set(user_keys))
         assert sorted(accepted_lines + rejected_lines) == list(range(1, result.lines + 1))

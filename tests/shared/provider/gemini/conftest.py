@@ -18,7 +18,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.provider import GeminiClient, RetryPolicy
+from shared.provider.gemini import GeminiClient
+from shared.provider.retry import RetryPolicy
 from tests.fixtures.emulator import EmulatorHandle
 
 FAST_RETRY = RetryPolicy(

@@ -5,9 +5,9 @@ import io
 import orjson
 import pytest
 
-from shared import names
-from shared.jsonl import plan_input
+from shared.jsonl import split_input
 from shared.jsonl.records import staged_line
+from shared.run import layout
 from shared.storage.local import LocalStorage
 from tests.shared.jsonl.conftest import Planner, gen, jsonl, keyed, rejected, shard_files
 
@@ -128,9 +128,9 @@ def test_a_shard_emptied_by_duplicates_is_dropped_and_later_shards_renumbered(
     keys = ["a", "b", "a", "b", "c", "d"]  # shards of 2: [a b] [a b]=dups [c d]
     result = plan(b"\n".join(keyed(k) for k in keys), shard_max_requests=2)
     assert [(s.index, s.first_line, s.last_line) for s in result.shards] == [(0, 1, 2), (1, 5, 6)]
-    assert [r["key"] for r in jsonl(store.read_bytes(names.shard_sidecar(1)))] == ["c", "d"]
-    assert not store.exists(names.shard_input(2))
-    assert not store.exists(names.shard_sidecar(2))
+    assert [r["key"] for r in jsonl(store.read_bytes(layout.shard_sidecar(1)))] == ["c", "d"]
+    assert not store.exists(layout.shard_input(2))
+    assert not store.exists(layout.shard_sidecar(2))
     assert (result.lines, result.accepted, result.rejected) == (6, 4, 2)
 
 
@@ -174,7 +174,7 @@ def test_nothing_usable(plan: Planner, store: LocalStorage, data: bytes):
     assert result.shards == []
     assert result.accepted == 0
     assert result.lines == result.rejected == data.count(b"\n") + (data == b"\xef\xbb\xbf")
-    assert store.exists(names.PLAN_REJECTED)
+    assert store.exists(layout.PLAN_REJECTED)
 
 
 def test_embed_kind(plan: Planner, store: LocalStorage):
@@ -209,7 +209,7 @@ class FailingReader(io.BytesIO):
 def test_a_failed_pass_leaves_no_partial_shard(store: LocalStorage, tmp_path):
     data = b"\n".join([keyed("a"), keyed("b"), b"boom"])
     with pytest.raises(OSError, match="connection reset"):
-        plan_input(
+        split_input(
             FailingReader(data),
             store,
             kind="generate",
@@ -218,7 +218,7 @@ def test_a_failed_pass_leaves_no_partial_shard(store: LocalStorage, tmp_path):
             source="in",
             tmp_dir=str(tmp_path),
         )
-    assert store.exists(names.shard_input(0))  # finished before the failure
-    assert not store.exists(names.shard_input(1))  # the open one is discarded
-    assert not store.exists(names.PLAN_REJECTED)
+    assert store.exists(layout.shard_input(0))  # finished before the failure
+    assert not store.exists(layout.shard_input(1))  # the open one is discarded
+    assert not store.exists(layout.PLAN_REJECTED)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # temp files cleaned up

@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from shared.run.states import BatchState
+
 
 class WireModel(BaseModel):
     """Base of every wire model: camelCase aliases, populate by name, extra ignored."""
@@ -73,13 +75,6 @@ class UploadState(StrEnum):
     CANCELLED = "cancelled"
 
 
-class UploadSession(WireModel):
-    """A started resumable upload: where to send chunks, and the chunk size unit."""
-
-    url: str
-    chunk_granularity: int = 8 * 1024 * 1024
-
-
 class UploadStatus(WireModel):
     """The answer to an upload ``query`` (or a chunk): state and committed byte count."""
 
@@ -89,36 +84,20 @@ class UploadStatus(WireModel):
     file: File | None = None
 
 
-class BatchState(StrEnum):
-    """Job states as the wire spells them; ``JOB_STATE_*`` (SDK, docs) is accepted too."""
-
-    UNSPECIFIED = "BATCH_STATE_UNSPECIFIED"
-    PENDING = "BATCH_STATE_PENDING"
-    RUNNING = "BATCH_STATE_RUNNING"
-    SUCCEEDED = "BATCH_STATE_SUCCEEDED"
-    FAILED = "BATCH_STATE_FAILED"
-    CANCELLED = "BATCH_STATE_CANCELLED"
-    EXPIRED = "BATCH_STATE_EXPIRED"
-
-    @classmethod
-    def parse(cls, value: object) -> BatchState:
-        """Either spelling; an unknown state reads as UNSPECIFIED (live: keep polling)."""
-        if isinstance(value, BatchState):
-            return value
-        text = str(value or "").upper()
-        if text.startswith("JOB_STATE_"):
-            text = "BATCH_STATE_" + text.removeprefix("JOB_STATE_")
-        elif not text.startswith("BATCH_STATE_"):
-            text = "BATCH_STATE_" + text
-        try:
-            return cls(text)
-        except ValueError:
-            return cls.UNSPECIFIED
-
-
-TERMINAL_STATES = frozenset(
-    {BatchState.SUCCEEDED, BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
-)
+def parse_batch_state(value: object) -> BatchState:
+    """Either spelling of a job state (``BATCH_STATE_*`` on the wire, ``JOB_STATE_*`` in the
+    SDK and docs); an unknown state reads as UNSPECIFIED (live: keep polling)."""
+    if isinstance(value, BatchState):
+        return value
+    text = str(value or "").upper()
+    if text.startswith("JOB_STATE_"):
+        text = "BATCH_STATE_" + text.removeprefix("JOB_STATE_")
+    elif not text.startswith("BATCH_STATE_"):
+        text = "BATCH_STATE_" + text
+    try:
+        return BatchState(text)
+    except ValueError:
+        return BatchState.UNSPECIFIED
 
 
 class BatchStats(WireModel):
@@ -191,7 +170,7 @@ class BatchJob(WireModel):
     @field_validator("state", mode="before")
     @classmethod
     def _either_spelling(cls, value: object) -> BatchState:
-        return BatchState.parse(value)
+        return parse_batch_state(value)
 
     @property
     def has_output(self) -> bool:
@@ -204,7 +183,7 @@ class BatchJob(WireModel):
         has been seen to report success before the responses file exists (reference §10.1)."""
         if self.state is BatchState.SUCCEEDED:
             return self.has_output
-        return self.state in TERMINAL_STATES
+        return self.state.terminal
 
     @property
     def is_live(self) -> bool:

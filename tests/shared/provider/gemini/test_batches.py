@@ -11,7 +11,8 @@ import time
 import pytest
 
 from shared.errors import NotFoundError
-from shared.provider import BatchJob, BatchState, GeminiClient
+from shared.provider.gemini import BatchJob, GeminiClient
+from shared.run.states import BatchState
 
 from .conftest import LocalSource
 

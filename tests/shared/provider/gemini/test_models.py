@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.provider import BatchJob, BatchState, File
+from shared.provider.gemini import BatchJob, File
+from shared.run.states import BatchState
 
 LIVE_FILE = {
     "name": "files/azucr4abxgje",

@@ -15,35 +15,30 @@ counted as duplicates. An input line the output does not mention becomes a retry
 ``MISSING`` error. The provider's order is not trusted: outcomes are sorted by line with
 the external sort, then merge-joined with the (line-ordered) part input.
 
-Also here: :func:`fail_all` (a whole part failed), :func:`select_lines` and
-:func:`stage_parts` (the inputs of a next attempt) and :func:`retryable_lines`.
+Also here: :func:`fail_all` (a whole part failed). The inputs of a next attempt are staged by
+:mod:`shared.jsonl.restage`.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import orjson
 from pydantic import BaseModel, Field
 
 from shared.errors import RunError
-from shared.jsonl.cut import StagedFile, must_cut
 from shared.jsonl.records import (
     error_record,
     is_retryable_record,
     outcome_order,
-    record_line_number,
     response_json,
     result_record,
     staged_line_number,
 )
 from shared.jsonl.sort import DEFAULT_MEMORY_BYTES, LineSorter
-from shared.records import TokenTotals
-from shared.tokens import estimate_tokens
+from shared.run.records import TokenTotals
 
 MISSING_ERROR: dict[str, Any] = {
     "code": None,
@@ -98,7 +93,7 @@ _USAGE = (
 _USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
 
 
-class CollectStats(BaseModel):
+class OutcomeStats(BaseModel):
     """What one output file held. ``lines == responses + errors``; ``missing`` and
     ``retryable`` are parts of ``errors``; ``output_lines`` counts non-blank output lines
     (``== responses + errors - missing + strays + duplicates``)."""
@@ -156,7 +151,7 @@ def normalize_error(line: Mapping[str, Any]) -> dict[str, Any]:
     return {"code": code, "message": message, "status": status}
 
 
-def collect_output(
+def classify_output(
     output: BinaryIO,
     part_input: BinaryIO,
     results: BinaryIO,
@@ -165,7 +160,7 @@ def collect_output(
     retryable: Callable[[Mapping[str, Any]], bool] = is_retryable,
     tmp_dir: str | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
-) -> CollectStats:
+) -> OutcomeStats:
     """Split ``output`` into ``results`` and ``errors``, one outcome per part-input line,
     both sorted by line. ``memory_bytes`` bounds the sort's buffer.
 
@@ -245,7 +240,7 @@ def collect_output(
             strays += 1
             _drop(usage, pending)
             pending = next(outcomes, None)
-    return CollectStats(
+    return OutcomeStats(
         lines=lines,
         responses=responses,
         errors=failures,
@@ -269,100 +264,6 @@ def fail_all(
         errors.write(error_record(staged_line_number(staged), body, retryable))
         count += 1
     return count
-
-
-def retryable_lines(errors: BinaryIO) -> Iterator[int]:
-    """Line numbers of the retryable records of an errors file, in its (line) order."""
-    for record in errors:
-        if is_retryable_record(record):
-            yield record_line_number(record)
-
-
-def select_lines(part_input: BinaryIO, lines: Iterable[int], out: BinaryIO) -> int:
-    """Copy the staged lines whose numbers are in ``lines`` (ascending) to ``out``."""
-    count = 0
-    for record in _selected([part_input], lines):
-        out.write(record)
-        count += 1
-    return count
-
-
-def stage_parts(
-    sources: Iterable[BinaryIO],
-    wanted: Iterable[int],
-    open_part: Callable[[int], AbstractContextManager[BinaryIO]],
-    *,
-    max_bytes: int,
-    max_requests: int,
-    min_parts: int = 1,
-    total: int | None = None,
-) -> list[StagedFile]:
-    """Stage the lines ``wanted`` (ascending) from ``sources`` (staged files, each in line
-    order, e.g. the previous attempt's parts) into parts ``open_part(0)``, ``open_part(1)``...
-
-    Parts are cut under ``max_bytes``/``max_requests`` like shards. ``min_parts`` asks for at
-    least that many parts (``2`` halves an expired job): each part then holds at most
-    ``ceil(total / min_parts)`` requests, ``total`` being how many lines are wanted (taken
-    from ``len(wanted)`` when not given). A single request cannot be split further. A wanted
-    line missing from ``sources`` is a RunError: the records disagree.
-    """
-    if min_parts > 1:
-        if total is None:
-            if not isinstance(wanted, Sized):
-                raise ValueError("stage_parts: min_parts > 1 needs total (or a sized wanted)")
-            total = len(wanted)
-        max_requests = min(max_requests, max(1, -(-total // min_parts)))
-    parts: list[StagedFile] = []
-    with ExitStack() as stack:
-        writer: BinaryIO | None = None
-        requests = size = tokens = first = last = 0
-
-        def close_part() -> None:
-            stack.close()
-            parts.append(
-                StagedFile(
-                    index=len(parts),
-                    requests=requests,
-                    bytes=size,
-                    first_line=first,
-                    last_line=last,
-                    estimated_tokens=tokens,
-                )
-            )
-
-        for record in _selected(sources, wanted):
-            line = staged_line_number(record)
-            if writer is not None and must_cut(
-                requests, size, len(record), max_bytes=max_bytes, max_requests=max_requests
-            ):
-                close_part()
-                writer = None
-            if writer is None:
-                writer = stack.enter_context(open_part(len(parts)))
-                requests = size = tokens = 0
-                first = line
-            writer.write(record)
-            requests += 1
-            size += len(record)
-            tokens += estimate_tokens(orjson.loads(record)["request"])
-            last = line
-        if writer is not None:
-            close_part()
-    return parts
-
-
-def _selected(sources: Iterable[BinaryIO], wanted: Iterable[int]) -> Iterator[bytes]:
-    merged = heapq.merge(*sources, key=staged_line_number)
-    for line in wanted:
-        for record in merged:
-            number = staged_line_number(record)
-            if number == line:
-                yield record
-                break
-            if number > line:
-                raise RunError(f"line {line} is not in the staged input")
-        else:
-            raise RunError(f"line {line} is not in the staged input")
 
 
 def _parse_leniently(raw: bytes) -> Any:

@@ -1,6 +1,6 @@
-"""Plan a run: one streaming pass over the input validates every line and cuts the shards.
+"""Split the input: one streaming pass over the input validates every line and cuts the shards.
 
-What the pass writes (keys from :mod:`shared.names`):
+What the pass writes (keys from :mod:`shared.run.layout`):
 
 - per shard ``i`` (0-based), in input order: the staged provider input
   (``{"key":"<line>","request":...}``) and the sidecar (``{"line":N,"key":..,"extra":..}``);
@@ -41,7 +41,6 @@ from typing import BinaryIO
 import orjson
 from pydantic import BaseModel
 
-from shared import names
 from shared.errors import RunError
 from shared.failpoints import failpoint
 from shared.jsonl.cut import StagedFile, must_cut
@@ -54,7 +53,9 @@ from shared.jsonl.records import (
     staged_line_number,
 )
 from shared.jsonl.rejections import rejection, write_rejection_streamed
-from shared.jsonl.validate import Kind, line_verdict
+from shared.jsonl.validate import line_verdict
+from shared.run import layout
+from shared.run.spec import Kind
 from shared.storage.base import Storage
 from shared.tokens import estimate_tokens
 
@@ -63,7 +64,7 @@ _HEAD = 4096
 _BATCH_BYTES = 1 << 18
 
 
-class PlanResult(BaseModel):
+class SplitResult(BaseModel):
     """What the pass found. ``lines == accepted + rejected``, always."""
 
     source: str
@@ -79,7 +80,7 @@ class PlanResult(BaseModel):
     estimated_tokens: int
 
 
-def plan_input(
+def split_input(
     reader: BinaryIO,
     out: Storage,
     *,
@@ -90,7 +91,7 @@ def plan_input(
     tmp_dir: str | None = None,
     line_max_bytes: int | None = None,
     bloom_bytes: int = DEFAULT_BLOOM_BYTES,
-) -> PlanResult:
+) -> SplitResult:
     """Validate and split ``reader`` (read once, sequentially) into shards staged in ``out``.
 
     ``source`` names the input in messages. ``line_max_bytes`` caps one raw line (default:
@@ -123,7 +124,7 @@ def plan_input(
                     out, [_drop_lines(out, shard, drops.get(shard.index)) for shard in shards]
                 )
         with (
-            out.open_write(names.PLAN_REJECTED) as target,
+            out.open_write(layout.PLAN_REJECTED) as target,
             open(found.rejected_path, "rb") as first,
         ):
             if duplicates:
@@ -132,7 +133,7 @@ def plan_input(
             else:
                 shutil.copyfileobj(first, target, _COPY_CHUNK)
     accepted = sum(shard.requests for shard in shards)
-    result = PlanResult(
+    result = SplitResult(
         source=source,
         kind=kind,
         shard_max_bytes=shard_max_bytes,
@@ -272,8 +273,8 @@ class _ShardSink:
     def _start(self, line: int) -> None:
         index = len(self.shards)
         stack = ExitStack()
-        self._input = stack.enter_context(self._out.open_write(names.shard_input(index)))
-        self._sidecar = stack.enter_context(self._out.open_write(names.shard_sidecar(index)))
+        self._input = stack.enter_context(self._out.open_write(layout.shard_input(index)))
+        self._sidecar = stack.enter_context(self._out.open_write(layout.shard_sidecar(index)))
         self._stack = stack
         self._requests = self._bytes = self._flushed = self._tokens = 0
         self._first = line
@@ -373,7 +374,7 @@ def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> Stage
     requests = removed_bytes = removed_tokens = first = 0
     last = b""
     for kept, record in _without_lines(
-        out, names.shard_input(shard.index), drop_path, b'{"key":"%d",', shard.index
+        out, layout.shard_input(shard.index), drop_path, b'{"key":"%d",', shard.index
     ):
         if kept:
             requests += 1
@@ -384,12 +385,12 @@ def _drop_lines(out: Storage, shard: StagedFile, drop_path: str | None) -> Stage
             removed_bytes += len(record)
             removed_tokens += estimate_tokens(orjson.loads(record)["request"])
     for _ in _without_lines(
-        out, names.shard_sidecar(shard.index), drop_path, b'{"line":%d,', shard.index
+        out, layout.shard_sidecar(shard.index), drop_path, b'{"line":%d,', shard.index
     ):
         pass
     if requests == 0:
-        out.delete(names.shard_input(shard.index))
-        out.delete(names.shard_sidecar(shard.index))
+        out.delete(layout.shard_input(shard.index))
+        out.delete(layout.shard_sidecar(shard.index))
     return StagedFile(
         index=shard.index,
         requests=requests,
@@ -434,7 +435,7 @@ def _renumber(out: Storage, shards: list[StagedFile]) -> list[StagedFile]:
         if shard.index == index:
             kept.append(shard)
             continue
-        for name in (names.shard_input, names.shard_sidecar):
+        for name in (layout.shard_input, layout.shard_sidecar):
             with (
                 out.open_read(name(shard.index)) as source,
                 out.open_write(name(index)) as target,

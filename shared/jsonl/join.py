@@ -1,13 +1,13 @@
-"""Finish a shard: one outcome per accepted line, joined with our own copy of its metadata.
+"""Join a shard: one outcome per accepted line, joined with our own copy of its metadata.
 
-Each attempt of a shard leaves sorted outcome files per part (see :mod:`collect`). They are
-merged by (line, attempt); per line the outcome is the first success if there is one
-(at most one success is ever written), else the error of the highest attempt that has
-one; ``attempts`` is how many attempts produced an outcome for the line. The merged stream is
-merge-joined with the sidecar (input order), which carries the user's key and metadata —
-never the provider's echo. A sidecar line without any outcome should not exist; it becomes
-a ``MISSING`` error (counted) rather than vanish. Outcomes for lines not in the sidecar are
-counted as ``orphans`` and dropped.
+Each attempt of a shard leaves sorted outcome files per part (see
+:mod:`shared.jsonl.outcomes`). They are merged by (line, attempt); per line the outcome is the
+first success if there is one (at most one success is ever written), else the error of the
+highest attempt that has one; ``attempts`` is how many attempts produced an outcome for the
+line. The merged stream is merge-joined with the sidecar (input order), which carries the
+user's key and metadata — never the provider's echo. A sidecar line without any outcome
+should not exist; it becomes a ``MISSING`` error (counted) rather than vanish. Outcomes for
+lines not in the sidecar are counted as ``orphans`` and dropped.
 
 User-facing lines, in input order, key order fixed:
 ``{"key":..,<metadata..>,"response":{..}}`` and
@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from shared.errors import RunError
 from shared.failpoints import failpoint
-from shared.jsonl.collect import MISSING_ERROR
+from shared.jsonl.outcomes import MISSING_ERROR
 from shared.jsonl.records import (
     error_json,
     record_line_number,
@@ -74,7 +74,7 @@ class _Stream:
         self.line = record_line_number(record)
 
 
-def finish_shard(
+def join_shard(
     sidecar: BinaryIO,
     attempts: list[tuple[int, BinaryIO, BinaryIO]],
     results_out: BinaryIO,
@@ -95,7 +95,7 @@ def finish_shard(
     """
     if len(attempts) == 1:  # the common case: one attempt of one part
         _, results, errors = attempts[0]
-        return _finish_one_part(sidecar, results, errors, results_out, errors_out)
+        return _join_one_part(sidecar, results, errors, results_out, errors_out)
     streams: list[_Stream] = []
     for attempt, results, errors in attempts:
         streams.append(_Stream(results, attempt, len(streams), True))
@@ -150,14 +150,14 @@ def finish_shard(
     )
 
 
-def _finish_one_part(
+def _join_one_part(
     sidecar: BinaryIO,
     results: BinaryIO,
     errors: BinaryIO,
     results_out: BinaryIO,
     errors_out: BinaryIO,
 ) -> ShardTotals:
-    """:func:`finish_shard` of a single attempt with a single part: two files, no merge."""
+    """:func:`join_shard` of a single attempt with a single part: two files, no merge."""
     result_records = iter(results)
     error_records = iter(errors)
     result = next(result_records, b"")

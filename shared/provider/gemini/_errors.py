@@ -46,13 +46,6 @@ _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_IN = re.compile(r"retry in\s+(\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 _MAX_TEXT = 2000
 
-#: Transport failures that happen before a byte of the request left this machine, so even a
-#: non-idempotent call may be sent again.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-#: Transport failures worth retrying (the rest, such as an unsupported URL scheme, are bugs).
-_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
 def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, REDACTED) if secret else text
 
@@ -199,16 +192,3 @@ def malformed(response: httpx.Response, problem: object) -> ProviderServerError:
         f"{response.request.url.copy_with(query=None)}: {problem}",
         code=response.status_code,
     )
-
-
-def was_not_sent(error: BaseException) -> bool:
-    """True if the failed request provably never reached the server."""
-    return isinstance(error.__cause__, _NOT_SENT)
-
-
-def is_transient(error: ProviderError) -> bool:
-    """True for failures that another attempt may cure (429, 5xx, transient transport)."""
-    if isinstance(error, ProviderConnectionError):
-        cause = error.__cause__
-        return cause is None or isinstance(cause, _TRANSIENT)
-    return error.retryable

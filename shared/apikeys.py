@@ -15,7 +15,7 @@ def fingerprint(key: SecretStr) -> str:
     return f"fp-{digest[:12]}"
 
 
-class KeyPool:
+class ApiKeyPool:
     """The configured keys, found by fingerprint; jobs stay with the key that made them."""
 
     def __init__(self, keys: list[SecretStr]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.errors import NotFoundError, ProviderClientError, UploadStateError
-from shared.provider import GRANULARITY, GeminiClient, UploadState
+from shared.provider.gemini import GRANULARITY, GeminiClient, UploadState
 
 from .conftest import LocalSource, write_jsonl
 

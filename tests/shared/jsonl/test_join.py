@@ -6,7 +6,7 @@ import random
 import orjson
 import pytest
 
-from shared.jsonl import MISSING_ERROR, concat, finish_shard
+from shared.jsonl import MISSING_ERROR, concat, join_shard
 from shared.jsonl.records import error_record, result_record, sidecar_line
 from shared.storage.local import LocalStorage
 from tests.shared.jsonl.conftest import jsonl
@@ -46,7 +46,7 @@ def test_finish_shard_across_three_attempts():
         (3, results(99), errors()),  # an outcome for a line not in the sidecar
     ]
     out_results, out_errors = io.BytesIO(), io.BytesIO()
-    totals = finish_shard(sidecar(), attempts, out_results, out_errors)
+    totals = join_shard(sidecar(), attempts, out_results, out_errors)
     assert out_results.getvalue().splitlines() == [
         b'{"key":"a","doc":1,"tags":["x"],"response":{"text":"r1"}}',
         b'{"key":"b","response":{"text":"r2"}}',
@@ -80,14 +80,14 @@ def test_finish_shard_across_three_attempts():
 def test_a_success_is_never_written_twice():
     attempts = [(1, results(1), errors()), (2, results(1), errors((1, "late")))]
     out = io.BytesIO()
-    totals = finish_shard(io.BytesIO(sidecar_line(1, "a", None)), attempts, out, io.BytesIO())
+    totals = join_shard(io.BytesIO(sidecar_line(1, "a", None)), attempts, out, io.BytesIO())
     assert out.getvalue() == b'{"key":"a","response":{"text":"r1"}}\n'
     assert totals.results == 1
 
 
 def test_a_line_without_outcome_is_missing_not_lost():
     out_errors = io.BytesIO()
-    totals = finish_shard(sidecar(), [(1, results(1, 2, 4, 5), errors())], io.BytesIO(), out_errors)
+    totals = join_shard(sidecar(), [(1, results(1, 2, 4, 5), errors())], io.BytesIO(), out_errors)
     assert jsonl(out_errors.getvalue()) == [
         {"key": "g", "error": MISSING_ERROR, "attempts": 0},
         {"key": "h", "error": MISSING_ERROR, "attempts": 0},
@@ -122,7 +122,7 @@ def test_sidecar_head_slices_what_a_parse_would_build():
 
 
 def reference_finish(sidecar_bytes: bytes, attempts: list[tuple[int, bytes, bytes]]):
-    """The k-way merge finish_shard is defined by, written plainly (parse, don't slice)."""
+    """The k-way merge join_shard is defined by, written plainly (parse, don't slice)."""
     outcomes = []
     for stream, (attempt, results_bytes, errors_bytes) in enumerate(attempts):
         for kind, data in ((0, results_bytes), (1, errors_bytes)):
@@ -156,7 +156,7 @@ def test_finish_shard_matches_the_plain_merge(seed: int):
         sidecar_line(n, f"k{n}", {"n": n} if rng.random() < 0.5 else None) for n in lines
     )
     attempts = []
-    single = seed % 2 == 0  # one attempt of one part: finish_shard's two-file path
+    single = seed % 2 == 0  # one attempt of one part: join_shard's two-file path
     for attempt in range(1, 2 if single else rng.choice([2, 3]) + 1):
         for _part in range(1 if single else rng.choice([1, 2])):
             picked = sorted(rng.sample(range(1, 62), 20))  # some not in the sidecar: orphans
@@ -169,7 +169,7 @@ def test_finish_shard_matches_the_plain_merge(seed: int):
             attempts.append((attempt, *outcomes))
     rng.shuffle(attempts)  # any order: outcomes are taken by attempt, then file
     out_results, out_errors = io.BytesIO(), io.BytesIO()
-    totals = finish_shard(
+    totals = join_shard(
         io.BytesIO(sidecar_bytes),
         [(a, io.BytesIO(r), io.BytesIO(e)) for a, r, e in attempts],
         out_results,

@@ -20,14 +20,14 @@ from shared.errors import (
     ProviderServerError,
     RateLimitError,
 )
-from shared.provider import GeminiClient, RetryPolicy
-from shared.provider._errors import (
+from shared.provider.gemini import GeminiClient
+from shared.provider.gemini._errors import (
     error_from_exception,
     error_from_response,
     parse_duration,
     parse_retry_after,
-    was_not_sent,
 )
+from shared.provider.retry import RetryPolicy, was_not_sent
 
 REQUEST = httpx.Request("GET", "https://generativelanguage.googleapis.com/v1beta/batches/x")
 

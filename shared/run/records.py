@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.spec import Kind, RunSpec
+from shared.run.spec import Kind, RunSpec
+from shared.run.states import BatchState, PartFate, RunState, ShardState
 
 RECORD_VERSION = 1
 
@@ -112,7 +113,7 @@ class JobRecord(Record):
     intent_at: datetime = Field(default_factory=utcnow)
     create_in_flight: bool = True
     created_at: datetime | None = None
-    state: str | None = None
+    state: BatchState | None = None
     polled_at: datetime | None = None
     polls: int = 0
     request_count: int = 0
@@ -122,6 +123,13 @@ class JobRecord(Record):
     responses_file: str | None = None
     error: dict[str, object] | None = None
     cancel_sent: bool = False
+
+    @property
+    def is_final(self) -> bool:
+        """Final and collectable: a SUCCEEDED job counts only once its output is attached."""
+        if self.state is BatchState.SUCCEEDED:
+            return self.responses_file is not None
+        return self.state is not None and self.state.terminal
 
 
 class TokenTotals(Record):
@@ -144,7 +152,7 @@ class TokenTotals(Record):
 class CollectedRecord(Record):
     """``collected.json``: a part's outcome files are complete."""
 
-    job_state: str
+    job_state: BatchState | PartFate
     responses: int = 0
     errors: int = 0
     retryable: int = 0
@@ -154,9 +162,6 @@ class CollectedRecord(Record):
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     collected_at: datetime = Field(default_factory=utcnow)
     seconds: float = 0.0
-
-
-ShardState = Literal["succeeded", "partial", "failed", "cancelled"]
 
 
 class ShardOutcome(Record):
@@ -172,9 +177,6 @@ class ShardOutcome(Record):
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     finished_at: datetime = Field(default_factory=utcnow)
     stage_seconds: dict[str, float] = Field(default_factory=dict)
-
-
-RunState = Literal["succeeded", "partial", "failed", "cancelled"]
 
 
 class Counts(Record):

@@ -10,8 +10,8 @@ import pytest
 from shared.errors import RunError
 from shared.jsonl import (
     MISSING_ERROR,
-    CollectStats,
-    collect_output,
+    OutcomeStats,
+    classify_output,
     fail_all,
     is_retryable,
     normalize_error,
@@ -40,7 +40,7 @@ def response(n: int, prompt: int = 10, total: int = 15) -> dict[str, object]:
 
 def collect(output: list[bytes], lines: list[int], tmp: Path, **options):
     results, errors = io.BytesIO(), io.BytesIO()
-    stats = collect_output(
+    stats = classify_output(
         io.BytesIO(b"\n".join(output) + b"\n"),
         io.BytesIO(part(lines)),
         results,
@@ -168,8 +168,8 @@ def test_nan_in_a_response_is_still_an_answer(tmp_path: Path):
 
 def test_empty_output_makes_every_line_missing(tmp_path: Path):
     results, errors = io.BytesIO(), io.BytesIO()
-    stats = collect_output(io.BytesIO(b""), io.BytesIO(part([1, 5])), results, errors)
-    assert stats == CollectStats(lines=2, errors=2, retryable=2, missing=2)
+    stats = classify_output(io.BytesIO(b""), io.BytesIO(part([1, 5])), results, errors)
+    assert stats == OutcomeStats(lines=2, errors=2, retryable=2, missing=2)
     assert [e["line"] for e in jsonl(errors.getvalue())] == [1, 5]
 
 
@@ -182,7 +182,7 @@ def test_custom_retryable_predicate(tmp_path: Path):
 
 def test_part_input_out_of_order_is_a_run_error(tmp_path: Path):
     with pytest.raises(RunError):
-        collect_output(io.BytesIO(b""), io.BytesIO(part([2, 1])), io.BytesIO(), io.BytesIO())
+        classify_output(io.BytesIO(b""), io.BytesIO(part([2, 1])), io.BytesIO(), io.BytesIO())
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from shared.provider._core import ClientCore, parse_wire, resource_name
-from shared.provider.models import BatchJob
-
-BatchKind = Literal["generate", "embed"]
+from shared.provider.gemini._core import ClientCore, parse_wire, resource_name
+from shared.provider.gemini.models import BatchJob
+from shared.run.spec import Kind
 
 #: The create method per kind of work.
 CREATE_METHODS: dict[str, str] = {
@@ -40,7 +39,7 @@ def _inline_item(item: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 class BatchesAPI(ClientCore):
-    """The Batch API calls of :class:`~shared.provider.client.GeminiClient`."""
+    """The Batch API calls of :class:`~shared.provider.gemini.client.GeminiClient`."""
 
     def create_batch(
         self,
@@ -49,7 +48,7 @@ class BatchesAPI(ClientCore):
         display_name: str,
         file_name: str | None = None,
         inline_requests: Sequence[Mapping[str, Any]] | None = None,
-        kind: BatchKind = "generate",
+        kind: Kind = "generate",
     ) -> BatchJob:
         """Create a job over an uploaded file *or* inline requests (under 20 MB in all).
 

@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from shared.errors import ProviderError, ProviderServerError
-from shared.provider._errors import (
+from shared.provider.gemini._errors import (
     API_KEY_HEADER,
     error_from_exception,
     error_from_response,

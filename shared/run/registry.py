@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from shared import names
 from shared.errors import ObjectNotFoundError, RunNotFoundError, SpecError
-from shared.runstore import dump
-from shared.spec import RunSpec
+from shared.run import layout
+from shared.run.spec import RunSpec
+from shared.run.store import dump
 from shared.storage import Storage
 
 
@@ -67,7 +67,7 @@ class RunRegistry:
             idempotency_key=spec.idempotency_key,
             spec_sha256=spec_fingerprint(spec),
         )
-        if self.storage.create_if_absent(names.registry_run(run_id), dump(entry)):
+        if self.storage.create_if_absent(layout.registry_run(run_id), dump(entry)):
             return entry, True
         existing = self.lookup(run_id)
         if existing.spec_sha256 != entry.spec_sha256:
@@ -78,11 +78,11 @@ class RunRegistry:
         return existing, False
 
     def _has(self, run_id: str) -> bool:
-        return self.storage.exists(names.registry_run(run_id))
+        return self.storage.exists(layout.registry_run(run_id))
 
     def lookup(self, run_id: str) -> RunEntry:
         try:
-            data = self.storage.read_bytes(names.registry_run(run_id))
+            data = self.storage.read_bytes(layout.registry_run(run_id))
         except ObjectNotFoundError:
             raise RunNotFoundError(
                 f"no run {run_id!r} in the registry at {self.storage.uri}"

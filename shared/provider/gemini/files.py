@@ -18,8 +18,8 @@ verbatim).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import BinaryIO
 
@@ -33,17 +33,14 @@ from shared.errors import (
     StorageError,
     UploadStateError,
 )
-from shared.provider._core import ClientCore, parse_wire, resource_name
-from shared.provider._errors import error_from_exception, is_transient, malformed
-from shared.provider.models import File, UploadSession, UploadState, UploadStatus
-from shared.provider.retry import bounded_wait
+from shared.provider.base import ReaderFactory, UploadSession
+from shared.provider.gemini._core import ClientCore, parse_wire, resource_name
+from shared.provider.gemini._errors import error_from_exception, malformed
+from shared.provider.gemini.models import File, UploadState, UploadStatus
+from shared.provider.retry import bounded_wait, is_transient
 from shared.settings import PROVIDER_MAX_FILE_BYTES
 
 log = logging.getLogger("shardline.provider")
-
-#: Opens the upload source positioned at a byte offset (e.g. ``storage.open_read(key,
-#: offset=n)``); called again at the server's offset after a failure.
-ReaderFactory = Callable[[int], AbstractContextManager[BinaryIO]]
 
 GRANULARITY = 8 * 1024 * 1024
 INPUT_MIME_TYPE = "jsonl"
@@ -118,7 +115,7 @@ def _upload_status(url: str, response: httpx.Response) -> UploadStatus:
 
 
 class FilesAPI(ClientCore):
-    """The Files API calls of :class:`~shared.provider.client.GeminiClient`."""
+    """The Files API calls of :class:`~shared.provider.gemini.client.GeminiClient`."""
 
     #: Download paths tried in order (``{version}``, ``{name}`` = ``files/<id>``); the next
     #: is tried only on a 404. The ``/download/`` form is the documented REST one, seen live;
