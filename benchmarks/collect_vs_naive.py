@@ -9,7 +9,7 @@ child processes (each its own peak RSS, ``ru_maxrss``), alternating, best of ``-
   ``json.loads`` of every line, a dict by key, every line written back (``json.dumps``) in key
   order;
 - **ours**: what the collect stage does for a part (``shared.pipeline.collect``): our
-  client's streamed download into a ``LocalStorage`` (fsync on), then ``collect_output`` into
+  client's streamed download into a ``LocalStorage`` (fsync on), then ``classify_output`` into
   the part's results and errors files on the same storage.
 
 With ``--baseline DIR`` (another checkout's root) "ours" also runs with that code, on the
@@ -62,7 +62,7 @@ def run_job(base_url: str, part: Path) -> str:
     """Upload the part with our client, run the job, return the responses file's name."""
     from pydantic import SecretStr
 
-    from shared.provider.client import GeminiClient, build_http_client
+    from shared.provider.gemini.client import GeminiClient, build_http_client
     from shared.settings import Settings
 
     settings = Settings(api_base_url=base_url)
@@ -104,8 +104,18 @@ def child_naive(base_url: str, name: str, out: str) -> dict[str, float]:
 def child_ours(base_url: str, name: str, out: str, part: str) -> dict[str, float]:
     from pydantic import SecretStr
 
-    from shared.jsonl import collect_output
-    from shared.provider.client import GeminiClient, build_http_client
+    try:
+        from shared.jsonl import classify_output
+        from shared.provider.gemini.client import GeminiClient, build_http_client
+    except ImportError:  # a --baseline checkout from before the layout of issue #9
+        from shared.provider.client import (  # type: ignore[import-not-found,no-redef]
+            GeminiClient,
+            build_http_client,
+        )
+
+        from shared.jsonl import (  # type: ignore[attr-defined,no-redef]
+            collect_output as classify_output,
+        )
     from shared.settings import Settings
     from shared.storage.local import LocalStorage
 
@@ -129,10 +139,10 @@ def child_ours(base_url: str, name: str, out: str, part: str) -> dict[str, float
             storage.open_write("results.jsonl") as results,
             storage.open_write("errors.jsonl") as errors,
         ):
-            return collect_output(output, part_input, results, errors, tmp_dir=out, **options)
+            return classify_output(output, part_input, results, errors, tmp_dir=out, **options)
 
     # as shared.pipeline.collect does: bet on the input's order, sort when that fails
-    in_order = "in_order" in inspect.signature(collect_output).parameters
+    in_order = "in_order" in inspect.signature(classify_output).parameters
     try:
         stats = collect(in_order=True) if in_order else collect()
     except Exception as exc:

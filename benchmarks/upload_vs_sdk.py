@@ -63,7 +63,7 @@ def child_sdk(base_url: str, path: str) -> dict[str, float]:
 def child_ours(base_url: str, path: str, chunk: int) -> dict[str, float]:
     from pydantic import SecretStr
 
-    from shared.provider.client import GeminiClient, build_http_client
+    from shared.provider.gemini.client import GeminiClient, build_http_client
     from shared.settings import Settings
     from shared.storage.local import LocalStorage
 
