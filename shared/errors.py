@@ -3,6 +3,7 @@
 ::
 
     ShardlineError
+    ├── ConfigError                the settings are invalid or incomplete (names fields only)
     ├── InputError                 the caller's input or spec cannot be used
     │   ├── SpecError              a RunSpec or option is invalid
     │   └── InputFileError         the input file as a whole is unusable (missing, unreadable)
@@ -31,6 +32,14 @@ class ShardlineError(Exception):
     """Root of every error Shardline raises on purpose."""
 
 
+class ConfigError(ShardlineError):
+    """The settings are invalid or incomplete (a bad value, no API key).
+
+    The message names the variables, never their values: a malformed variable may hold a
+    key (``SHARDLINE_API_KEYS``) and the message reaches the terminal and worker logs.
+    """
+
+
 class InputError(ShardlineError):
     """The caller's input cannot be used; retrying will not help."""
 
@@ -42,14 +51,15 @@ class SpecError(InputError):
 class InputFileError(InputError):
     """The input file as a whole is unusable; names the file and the reason."""
 
-    def __init__(self, uri: str, reason: str) -> None:
-        # ``args`` are the constructor's, so a result backend can rebuild this very class.
-        super().__init__(uri, reason)
+    def __init__(self, uri: str, reason: str | None = None) -> None:
+        # ``args`` is the one message: a caller without Shardline installed gets Celery's
+        # stand-in class with that text (not a tuple), and one that has it rebuilds this
+        # class from the message alone (``reason`` None: ``uri`` is the whole message).
+        if reason is None:
+            uri, _, reason = uri.partition(": ")
+        super().__init__(f"{uri}: {reason}")
         self.uri = uri
         self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.uri}: {self.reason}"
 
 
 class ProviderError(ShardlineError):

@@ -8,6 +8,7 @@ accounting for every line; 2 bad usage, input or configuration (message on stder
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -16,17 +17,27 @@ from pathlib import Path
 
 import orjson
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from rich.console import Console
 
-from shared.errors import InputError, ProviderError, RunError, ShardlineError, StorageError
+from shared.errors import (
+    ConfigError,
+    InputError,
+    ProviderError,
+    RunError,
+    ShardlineError,
+    SpecError,
+    StorageError,
+)
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import StartedRun, lookup_run, registry, start_run
 from shared.runstore import RunRecords
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, load_settings, require_api_key
 from shared.spec import RunOptions, RunSpec, run_spec_schema
 from shared.storage import open_storage
+from shared.validation import problems
 from workers.display import follow, progress_line, summary_table
 
 EXIT_OK, EXIT_UNACCOUNTED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
@@ -62,19 +73,32 @@ def _label(text: str) -> tuple[str, str]:
 # ---- building a run -------------------------------------------------------------------
 
 
-def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    return RunSpec(
-        input_uri=_uri(args.input),
-        output_uri=_uri(args.out),
-        model=args.model,
-        kind=args.kind,
-        idempotency_key=args.idempotency_key,
-        options=RunOptions(
-            shard_max_bytes=args.shard_max_bytes,
-            shard_max_requests=args.shard_max_requests,
-        ),
-        labels=dict(args.label or []),
+def _switch(field: str) -> str:
+    """The command-line switch behind a RunSpec field, for messages."""
+    head, _, rest = field.removeprefix("options.").partition(".")
+    switch = {"input_uri": "INPUT", "output_uri": "--out", "labels": "--label"}.get(
+        head, "--" + head.replace("_", "-")
     )
+    return f"{switch} {rest}" if rest else switch
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec of ``run``/``submit``; a bad option is one line naming the switch."""
+    try:
+        return RunSpec(
+            input_uri=_uri(args.input),
+            output_uri=_uri(args.out),
+            model=args.model,
+            kind=args.kind,
+            idempotency_key=args.idempotency_key,
+            options=RunOptions(
+                shard_max_bytes=args.shard_max_bytes,
+                shard_max_requests=args.shard_max_requests,
+            ),
+            labels=dict(args.label or []),
+        )
+    except ValidationError as exc:
+        raise SpecError(f"invalid options: {problems(exc, name=_switch)}") from None
 
 
 def _console() -> Console:
@@ -146,7 +170,10 @@ def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: boo
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    started = start_run(settings, spec_from_args(args))
+    spec = spec_from_args(args)
+    if settings.embedded:  # this process is the worker; with a broker, the workers' keys
+        require_api_key(settings)
+    started = start_run(settings, spec)
     _console().print(f"run {started.run_id} → {started.output_uri}")
     return drive(settings, started, resume=False, as_json=args.json)
 
@@ -165,7 +192,18 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
     configure(settings)
     started = start_run(settings, spec_from_args(args))
-    launch(started)
+    try:
+        launch(started)
+    except OperationalError as exc:
+        # The run is claimed (its output holds it) but its plan was not sent: say how to send
+        # it, rather than leave an output that a plain retry would be refused.
+        print(
+            f"shardline: cannot reach the broker: {exc}; run {started.run_id} is registered, "
+            f"send it with: shardline resume {started.run_id} --detach",
+            file=sys.stderr,
+        )
+        print(started.model_dump_json() if args.json else started.run_id)
+        return EXIT_FAILURE
     if args.json:
         print(started.model_dump_json())
     else:
@@ -204,7 +242,9 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
     started = StartedRun(run_id=entry.run_id, output_uri=entry.output_uri, created=False)
-    if not settings.embedded and args.detach:
+    if settings.embedded:
+        require_api_key(settings)
+    elif args.detach:
         from workers.app import configure
         from workers.tasks.run import enqueue_plan
 
@@ -336,8 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         code: int = args.handler(args, settings)
+        sys.stdout.flush()
         return code
-    except (InputError, RunError, ValueError) as exc:
+    except BrokenPipeError:
+        # The reader went away (``shardline list | head -1``): what it wanted, it has.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (ConfigError, InputError, RunError, ValueError) as exc:
         print(f"shardline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ProviderError, StorageError) as exc:
