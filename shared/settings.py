@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.limits import check_model
 from shared.validation import problems
 
 #: The provider's hard limit on one uploaded file (discovery doc ``mediaUpload.maxSize``).
@@ -148,6 +149,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("generate_model", "embed_model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        return check_model(value)
 
     @property
     def countdown_cap_seconds(self) -> float:
