@@ -1,8 +1,9 @@
 """The ``shardline`` command: run, submit, status, watch, cancel, resume, list, demo, ...
 
-Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended without
-accounting for every line; 2 bad usage, input or configuration (message on stderr);
-3 interrupted (the run can be resumed); 4 provider or storage failure.
+Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended ``failed``
+(nothing succeeded: no usable line, every request an error, a poison message; the reason on
+stderr) or without accounting for every line; 2 bad usage, input or configuration (message
+on stderr); 3 interrupted (the run can be resumed); 4 provider or storage failure.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def _finish(progress: RunProgress, output_uri: str, *, as_json: bool) -> int:
         print(summary.model_dump_json(indent=2))
     else:
         Console().print(summary_table(summary, output_uri))
+    if summary.state == "failed":
+        print(f"shardline: run {summary.run_id} failed"
+              + (f": {summary.error}" if summary.error else ""), file=sys.stderr)
+        return EXIT_UNACCOUNTED
     return EXIT_OK if summary.accounted else EXIT_UNACCOUNTED
 
 
