@@ -7,7 +7,7 @@ worker, forever. So each delivery of a message is counted in the coordination Re
 task starts, and the count is cleared when the task ends in any way Python sees (success,
 retry, error). Only a death that no ``finally`` survives leaves it standing. A delivery that
 finds ``limit`` deaths already counted does not run the task again: it is *parked* — logged,
-recorded (:class:`ParkedMessage`, in the run's records) — and the stage gives up on it
+recorded (``ParkedMessage``, in the run's records) — and the stage gives up on it
 (``workers.tasks._stage``): a shard's lines become errors that say why, a run that cannot be
 planned or merged ends ``failed`` with the reason.
 
@@ -20,27 +20,11 @@ Counts expire after a week (a message is redelivered within the visibility timeo
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import redis
-from pydantic import BaseModel
 
 #: Where the counts live (``names.REDIS_PREFIX`` family).
 DELIVERIES_PREFIX = "shardline:deliveries:"
 COUNT_TTL_SECONDS = 7 * 24 * 3600
-
-
-class ParkedMessage(BaseModel):
-    """What was parked and why: written to the run's records and logged."""
-
-    task: str
-    task_id: str
-    run_id: str
-    shard: int | None = None
-    attempt: int | None = None
-    deliveries: int
-    parked_at: datetime
-    reason: str
 
 
 class Deliveries:
@@ -80,6 +64,5 @@ __all__ = [
     "COUNT_TTL_SECONDS",
     "DELIVERIES_PREFIX",
     "Deliveries",
-    "ParkedMessage",
     "poison_reason",
 ]

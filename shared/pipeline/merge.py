@@ -84,9 +84,11 @@ def _summary(
         timings[f"{stage}_sum"] = round(sum(values), 3)
         timings[f"{stage}_max"] = round(max(values, default=0.0), 3)
     timings["total"] = round((finished - manifest.created_at).total_seconds(), 3)
+    state, error = _state(ctx, counts)
     return Summary(
         run_id=ctx.run_id,
-        state=_state(ctx, counts),
+        state=state,
+        error=error,
         model=manifest.model,
         kind=manifest.kind,
         input_uri=manifest.spec.input_uri,
@@ -104,14 +106,28 @@ def _summary(
     )
 
 
-def _state(ctx: RunContext, counts: Counts) -> RunState:
+def _state(ctx: RunContext, counts: Counts) -> tuple[RunState, str | None]:
+    """The run's end state and, when it failed, why.
+
+    A run with nothing to send (an empty input, every line rejected) failed: exiting 0 on a
+    file of random bytes tells nobody anything. A parked poison message fails the run even
+    when other shards succeeded: part of the work crashed workers and was never done.
+    """
     if ctx.store.cancel_requested():
-        return "cancelled"
+        return "cancelled", None
+    parked = ctx.store.parked()
+    if parked:
+        return "failed", "; ".join(record.reason for record in parked)
+    if counts.results == 0 and counts.errors == 0:
+        if counts.lines == 0:
+            return "failed", "no usable line: the input is empty"
+        return "failed", (f"no usable line: all {counts.lines} lines were rejected "
+                          f"(reasons in {layout.REJECTED})")
     if counts.errors == 0:
-        return "succeeded"
+        return "succeeded", None
     if counts.results == 0:
-        return "failed"
-    return "partial"
+        return "failed", f"every request ended in error (see {layout.ERRORS})"
+    return "partial", None
 
 
 def fail_run(ctx: RunContext, reason: str) -> Summary:
