@@ -16,11 +16,14 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def problems(exc: ValidationError, *, name: Callable[[str], str] | None = None) -> str:
-    """``"field: message; other.field: message"`` (``name`` renders a dotted location)."""
+def problems(
+    exc: ValidationError, *, name: Callable[[str], str] | None = None, root: str = ""
+) -> str:
+    """``"field: message; other.field: message"`` (``name`` renders a dotted location;
+    ``root`` names an error about the whole input)."""
     parts: list[str] = []
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
-        where = _dotted(error["loc"]) if error["loc"] else ""
+        where = _dotted(error["loc"]) if error["loc"] else root
         if where and name is not None:
             where = name(where)
         message = str(error["msg"]).removeprefix("Value error, ")

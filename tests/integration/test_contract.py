@@ -41,6 +41,7 @@ LINES = 200
 
 #: Prepended to every client: proof that the caller needs nothing of Shardline's code.
 NO_SHARDLINE_IMPORTS = '''
+import sys
 
 class _NoShardline:
     def find_spec(self, name, path=None, target=None):
@@ -247,6 +248,14 @@ def test_a_refused_payload_answers_a_readable_error(
     assert ok["ok"]["created"] is True
     assert reused["error"] == "SpecError" and "refused-1" in reused["message"]
     wait_summary(service.tmp / "refused-out", timeout=120)
+    # The caller's mistakes are warnings in the worker's log, not task failures.
+    log = service.worker.log()
+    [refusal] = [line for line in log.splitlines()
+                 if "start_run refused: SpecError: invalid RunSpec: output_uri: Field" in line]
+    assert "WARNING" in refusal
+    assert "start_run refused: InputFileError: " in log
+    assert "raised unexpected" not in log
+    assert "Traceback" not in log and "AIzaFAKE" not in log
 
 
 def test_the_schema_command_prints_the_contract(tmp_path: Path) -> None:

@@ -54,3 +54,21 @@ def test_other_model_names_are_refused(model: str) -> None:
 def test_the_default_models_are_checked_too() -> None:
     with pytest.raises(ValueError, match="generate_model"):
         Settings(generate_model="bad model")
+
+
+def test_a_run_spec_checks_its_labels_and_model_without_quoting_them() -> None:
+    from pydantic import ValidationError
+
+    from shared.run.spec import RunSpec
+    from shared.validation import problems
+
+    big = "v" * 5_000_000
+    with pytest.raises(ValidationError) as caught:
+        RunSpec(input_uri="in", output_uri="out", model="gemini/../files?x",
+                labels={"team": big, "esc": "\x1b[2J"})
+    message = problems(caught.value)
+    assert message.startswith("model: not a model name")
+    assert "labels: label team: at most 256 characters" in message
+    assert big[:300] not in message and "gemini/../files" not in message
+    assert RunSpec(input_uri="in", output_uri="out", model="models/gemini-2.5-pro").model == (
+        "gemini-2.5-pro")

@@ -21,7 +21,7 @@ from tests.fixtures.services import REDIS_DB, REPO
 
 LINE = '{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
 SECRET = "SLKEY-other-tenant-secret"
-BROKER = f"redis://127.0.0.1:6379/{REDIS_DB + 4}"
+BROKER = f"redis://127.0.0.1:6379/{REDIS_DB}"  # the suite's own database
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 

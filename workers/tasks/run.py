@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, states
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from shared import names
@@ -15,10 +17,13 @@ from shared.pipeline.merge import fail_run, merge_run
 from shared.pipeline.plan import plan_run
 from shared.pipeline.start import register_run
 from shared.run.spec import RunSpec
+from shared.validation import problems
 from workers.app import app
 from workers.canvas import run_canvas
 from workers.launch import launch_run
 from workers.tasks._stage import run_stage
+
+log = logging.getLogger("shardline.tasks")
 
 
 @app.task(bind=True, name=names.TASK_START_RUN, acks_late=True)
@@ -27,8 +32,18 @@ def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
 
     The stable contract for other services: ``send_task("shardline.start_run", [spec])``.
     The same idempotency key twice starts one run.
+
+    A refused payload (``InputError``: a bad spec, a missing input) is the caller's mistake,
+    not the worker's: it is logged as one warning line, and the task's result is stored as
+    that failure (``result.get()`` raises it) without Celery's failure path, so no
+    ``task-failed`` event or traceback pages an operator because a client misbehaved.
     """
-    registered = register_run(app.settings, parse_spec(spec))
+    try:
+        registered = register_run(app.settings, parse_spec(spec))
+    except InputError as exc:
+        log.warning("start_run refused: %s: %s", type(exc).__name__, exc)
+        self.update_state(state=states.FAILURE, meta=exc)
+        raise Ignore() from None
     launch_run(registered)
     return registered.model_dump(mode="json")
 
@@ -44,11 +59,7 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
             return RunSpec.model_validate_json(spec)
         return RunSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'payload'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
-        raise SpecError(f"invalid RunSpec: {problems}") from None
+        raise SpecError(f"invalid RunSpec: {problems(exc, root='payload')}") from None
 
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
