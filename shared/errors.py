@@ -19,7 +19,8 @@
     │   ├── ObjectNotFoundError    the object does not exist
     │   └── ObjectExistsError      create-if-absent lost the race
     ├── RunError                   the run's records are inconsistent or it cannot proceed
-    │   └── RunNotFoundError       no run with that id or output location
+    │   ├── RunNotFoundError       no run with that id or output location
+    │   └── PoisonMessageError     a task message killed its worker again and again: parked
     └── RetryLater                 not a failure: wait (countdown) and run the step again
 
 Bad input *lines* are not errors: they are rejected with a reason in ``rejected.jsonl``.
@@ -136,6 +137,10 @@ class RunError(ShardlineError):
 
 class RunNotFoundError(RunError):
     """No run with that id or output location."""
+
+
+class PoisonMessageError(RunError):
+    """A task message killed its worker again and again; it was parked, not run again."""
 
 
 class RetryLater(ShardlineError):  # noqa: N818 (a request to wait, not an error)

@@ -131,9 +131,15 @@ def _state(ctx: RunContext, counts: Counts) -> tuple[RunState, str | None]:
 
 
 def fail_run(ctx: RunContext, reason: str) -> Summary:
-    """The run cannot start (its input is unusable): a summary that says why."""
+    """The run cannot go on (its input is unusable, its plan or merge is a poison message):
+    a ``failed`` summary that says why. Lines a plan counted but no output file holds are
+    not claimed as accounted for."""
     manifest = ctx.manifest
     now = utcnow()
+    plan = ctx.store.plan()
+    counts = Counts(lines=0, results=0, errors=0, rejected=0)
+    if plan is not None:
+        counts = Counts(lines=plan.lines, results=0, errors=0, rejected=plan.rejected)
     summary = Summary(
         run_id=ctx.run_id,
         state="failed",
@@ -141,8 +147,8 @@ def fail_run(ctx: RunContext, reason: str) -> Summary:
         kind=manifest.kind,
         input_uri=manifest.spec.input_uri,
         output_uri=manifest.spec.output_uri,
-        counts=Counts(lines=0, results=0, errors=0, rejected=0),
-        accounted=True,
+        counts=counts,
+        accounted=counts.accounted,
         tokens=TokenTotals(),
         cost=CostEstimate(basis="nothing was submitted"),
         shards=0,
