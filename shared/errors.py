@@ -149,7 +149,11 @@ class RetryLater(ShardlineError):  # noqa: N818 (a request to wait, not an error
     Tasks turn it into a countdown retry, so no worker ever sleeps waiting.
     """
 
-    def __init__(self, reason: str, countdown: float) -> None:
+    def __init__(
+        self, reason: str, countdown: float, *, carry: dict[str, int] | None = None
+    ) -> None:
         super().__init__(f"{reason} (retry in {countdown:.1f}s)")
         self.reason = reason
         self.countdown = countdown
+        #: Keyword arguments for the next run of the step (what it already knows).
+        self.carry = carry or {}

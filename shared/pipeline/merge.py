@@ -1,4 +1,4 @@
-"""Stage 7 (the chord callback): one keyed result set, and a summary whose counts add up.
+"""Stage 7 (after the last shard batch): one keyed result set, and a summary that adds up.
 
 Shards are contiguous ranges of input lines and each shard's outputs are already in input
 order, so the run's files are the shards' files concatenated in shard order: streaming,
@@ -31,23 +31,34 @@ from shared.run.states import RunState
 MERGE_WAIT_SECONDS = 15.0
 
 
-def merge_run(ctx: RunContext) -> Summary:
+def merge_run(ctx: RunContext, *, checked: int = 0) -> Summary:
+    """Merge once every shard is final; until then ``RetryLater``.
+
+    Shards are looked at in order from ``checked`` (how many a earlier look found final,
+    carried to the next try) and the look stops at the first that is not final: a wait costs
+    one read, not one per shard, however many shards the run has.
+    """
     existing = ctx.store.summary()
     if existing is not None:
         return existing
     plan = ctx.store.plan()
     if plan is None:
         raise RunError(f"run {ctx.run_id} has no plan yet; nothing to merge")
+    total = len(plan.shards)
+    for position in range(min(checked, total), total):
+        if not ctx.store.shard_is_final(plan.shards[position].index):
+            raise RetryLater(
+                f"{position} of {total} shards final, waiting for shard "
+                f"{plan.shards[position].index}",
+                MERGE_WAIT_SECONDS,
+                carry={"checked": position},
+            )
     outcomes: list[ShardOutcome] = []
-    waiting = 0
     for shard in plan.shards:
         outcome = ctx.store.outcome(shard.index)
-        if outcome is None:
-            waiting += 1
-        else:
-            outcomes.append(outcome)
-    if waiting:
-        raise RetryLater(f"{waiting} of {len(plan.shards)} shards not final", MERGE_WAIT_SECONDS)
+        if outcome is None:  # a look of an earlier try saw it final: outcomes stay
+            raise RunError(f"run {ctx.run_id}: shard {shard.index} lost its outcome")
+        outcomes.append(outcome)
     started = time.monotonic()
     storage = ctx.storage
     with storage.open_write(layout.RESULTS) as out:

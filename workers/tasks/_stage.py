@@ -12,7 +12,7 @@
   provider's delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
-  still ends and the chord still fires. Without a handler the exception propagates.
+  still ends and the merge finds it final. Without a handler the exception propagates.
 """
 
 from __future__ import annotations
@@ -44,8 +44,14 @@ MAX_TRANSIENT_FAILURES = 25
 MAX_UNEXPECTED_FAILURES = 5
 
 
-def retry(task: Task, countdown: float, *, failures: int, exc: BaseException | None = None
-          ) -> Retry:
+def retry(
+    task: Task,
+    countdown: float,
+    *,
+    failures: int,
+    exc: BaseException | None = None,
+    carry: dict[str, int] | None = None,
+) -> Retry:
     """Schedule the task again after ``countdown`` seconds (capped), carrying the count of
     consecutive failures in its ``failures`` keyword (0 after progress, kept while waiting).
 
@@ -53,7 +59,7 @@ def retry(task: Task, countdown: float, *, failures: int, exc: BaseException | N
     job polled for a day still tolerates a passing 503.
     """
     cap = app.settings.countdown_cap_seconds
-    kwargs = {**(task.request.kwargs or {}), "failures": failures}
+    kwargs = {**(task.request.kwargs or {}), **(carry or {}), "failures": failures}
     return task.retry(
         countdown=min(countdown, cap), max_retries=None, exc=exc, kwargs=kwargs
     )
@@ -95,7 +101,7 @@ def _attempt(
         raise
     except RetryLater as exc:
         log.info("%s %s: waiting: %s", task.name, run_id, exc)
-        raise retry(task, exc.countdown, failures=failures) from None
+        raise retry(task, exc.countdown, failures=failures, carry=exc.carry) from None
     except InputError as exc:
         if give_up is None:
             raise

@@ -10,7 +10,7 @@ from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from shared import names
-from shared.errors import InputError, SpecError
+from shared.errors import InputError, RunError, SpecError
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
@@ -19,7 +19,8 @@ from shared.pipeline.start import register_run
 from shared.run.spec import RunSpec
 from shared.validation import problems
 from workers.app import app
-from workers.canvas import run_canvas
+from workers.canvas import send_shards as send_shard_batch
+from workers.canvas import send_shards_step
 from workers.launch import launch_run
 from workers.tasks._stage import run_stage
 
@@ -64,7 +65,7 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
 def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
-    """Split the input once, then launch the chord: one chain per shard, merge as callback."""
+    """Split the input once, then send the shards' chains in batches (``send_shards``)."""
 
     def body(ctx: RunContext) -> dict[str, Any]:
         try:
@@ -72,22 +73,39 @@ def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[st
         except InputError as exc:
             summary = fail_run(ctx, str(exc))
             return {"run_id": run_id, "state": summary.state, "error": str(exc)}
-        run_canvas(run_id, output_uri, [s.index for s in record.shards]).apply_async()
+        send_shards_step(run_id, output_uri, 0).apply_async()
         return {"run_id": run_id, "shards": len(record.shards), "lines": record.lines}
 
     return run_stage(self, run_id, output_uri, body)
 
 
-@app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
-def merge(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
-    """The chord callback: waits until every shard is final in storage, then merges.
-
-    Storage, not the chord's count, decides when the run is complete, so a duplicated
-    delivery that made the chord fire early only delays the merge.
-    """
+@app.task(bind=True, name=names.TASK_SEND_SHARDS, acks_late=True, max_retries=None)
+def send_shards(
+    self: Task, run_id: str, output_uri: str, first: int = 0, failures: int = 0
+) -> dict[str, Any]:
+    """Send one batch of shard chains, then the next batch, or the merge after the last."""
 
     def body(ctx: RunContext) -> dict[str, Any]:
-        summary = merge_run(ctx)
+        record = ctx.store.plan()
+        if record is None:
+            raise RunError(f"run {run_id} has no plan; nothing to send")
+        shards = [shard.index for shard in record.shards]
+        sent = send_shard_batch(run_id, output_uri, shards, first=first)
+        return {"run_id": run_id, "first": first, "sent": sent}
+
+    return run_stage(self, run_id, output_uri, body)
+
+
+@app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
+def merge(
+    self: Task, run_id: str, output_uri: str, failures: int = 0, checked: int = 0
+) -> dict[str, Any]:
+    """Sent after the last shard batch: waits until every shard is final in storage (looking
+    on from the ``checked`` shards an earlier look found final), then merges. A duplicate,
+    or one sent again by the reconciler, only looks once more."""
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        summary = merge_run(ctx, checked=checked)
         return {"run_id": run_id, "state": summary.state, "counts": summary.counts.model_dump()}
 
     return run_stage(self, run_id, output_uri, body)
