@@ -106,3 +106,21 @@ def test_a_line_over_the_cap_is_rejected_naming_the_setting(harness) -> None:
                   (Path(ctx.output_uri) / layout.PLAN_REJECTED).read_text().splitlines()]
     assert rejected["line"] == 3 and rejected["raw"] == long
     assert "exceeds the 1000-byte line limit (SHARDLINE_LINE_MAX_BYTES)" in rejected["reason"]
+
+
+def test_a_line_of_150_mb_keeps_the_plan_within_the_line_cap(tmp_path: Path) -> None:
+    """The default cap (32 MiB) spools the long line to disk: the plan's peak RSS (a child
+    process's ru_maxrss) stays near what the cap allows, far under the line's size."""
+    import sys
+
+    from tests.fixtures.services import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from plan_long_line import measure, write_input
+
+    source = tmp_path / "requests.jsonl"
+    assert write_input(source, 150) > 149_000_000
+    result = measure(source, tmp_path / "work", 0)  # 0: the settings' default cap
+
+    assert (result["lines"], result["accepted"], result["rejected"]) == (21, 20, 1)
+    assert result["peak_above_base_mib"] < 128, result  # measured ~82; held whole: ~700
