@@ -74,7 +74,8 @@ class _LazyConfig(Mapping[str, Any]):
 
 
 def result_backend_for(settings: Settings) -> str:
-    """Chords need a result backend that counts; Redis is the one Shardline uses."""
+    """``start_run`` answers its callers through the result backend; Redis is the one
+    Shardline uses (with RabbitMQ as broker it must be named)."""
     if settings.result_backend:
         return settings.result_backend
     if settings.embedded:
@@ -84,8 +85,8 @@ def result_backend_for(settings: Settings) -> str:
         return broker
     raise ValueError(
         "SHARDLINE_RESULT_BACKEND is required with a non-Redis broker "
-        f"({broker.split('://')[0]}://): chords need a counting result backend such as "
-        "redis://127.0.0.1:6379/1"
+        f"({broker.split('://')[0]}://): start_run answers its callers through a result "
+        "backend such as redis://127.0.0.1:6379/1"
     )
 
 
