@@ -4,7 +4,7 @@ Nothing in a run is lost when a message is (a flushed broker, a poll whose count
 vanished): the records say what is left to do, and every step is idempotent. A shard is
 *stale* when none of its records changed for longer than a live worker can stay silent —
 the visibility timeout (after which the broker itself redelivers) plus two poll intervals.
-Then its latest attempt's chain is sent again, detached from the chord; a run whose shards
+Then its latest attempt's chain is sent again, on its own; a run whose shards
 are all final but which has no summary gets its merge sent again. Jobs pending close to the
 provider's 48 h limit are reported, so an operator can act before they expire.
 """

@@ -48,17 +48,31 @@ def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
     The input must exist (a clear error names it otherwise). The output prefix must be empty
     or hold this same run: two runs never share an output. Nothing is sent to the broker:
     ``workers.launch.launch_run`` does that.
+
+    A start refused after its claim (the output holds another run, storage failed) takes
+    its registry entry back, so a refused run leaves no trace for ``status``, ``list`` or
+    the reconciler, and a retry with the same key is a new claim.
     """
     input_store, input_key = split_uri(spec.input_uri)
     if not input_store.exists(input_key):
-        raise InputFileError(spec.input_uri, "no such file or object")
-    entry, created = registry(settings).claim(spec)
-    store = RunStore(open_storage(spec.output_uri))
-    manifest = store.settle_manifest(effective_manifest(settings, spec, entry.run_id))
-    if manifest.run_id != entry.run_id:
-        raise SpecError(
-            f"{spec.output_uri} already holds run {manifest.run_id}; choose another output"
+        local = input_store.local_path(input_key)
+        reason = "is a directory" if local is not None and local.is_dir() else (
+            "no such file or object"
         )
+        raise InputFileError(spec.input_uri, reason)
+    runs = registry(settings)
+    entry, created = runs.claim(spec)
+    try:
+        store = RunStore(open_storage(spec.output_uri))
+        manifest = store.settle_manifest(effective_manifest(settings, spec, entry.run_id))
+        if manifest.run_id != entry.run_id:
+            raise SpecError(
+                f"{spec.output_uri} already holds run {manifest.run_id}; choose another output"
+            )
+    except BaseException:
+        if created:
+            runs.release(entry.run_id)
+        raise
     return RegisteredRun(run_id=entry.run_id, output_uri=entry.output_uri, created=created)
 
 

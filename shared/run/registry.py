@@ -77,6 +77,10 @@ class RunRegistry:
             )
         return existing, False
 
+    def release(self, run_id: str) -> None:
+        """Take back a claim whose start was refused (see ``register_run``)."""
+        self.storage.delete(layout.registry_run(run_id))
+
     def _has(self, run_id: str) -> bool:
         return self.storage.exists(layout.registry_run(run_id))
 

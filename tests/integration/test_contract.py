@@ -1,8 +1,10 @@
-"""The contract for other services: ``shardline.start_run`` by name, with only ``celery``.
+"""The contract for other services: ``shardline.start_run`` by name, with only Celery.
 
-Every client here is a separate Python process that cannot import ``workers``, ``shared`` or
-``emulator`` (an import hook refuses them), talking to a real worker process over real Redis.
-The first client is the README's example, run as written but for its addresses.
+Every client here is a separate Python process in a venv of its own, made once per test
+session with nothing but the README's ``pip install`` line (from the package index), so it
+cannot import ``workers``, ``shared`` or ``emulator`` (an import hook checks that too), talking
+to a real worker process over real Redis. The first client is the README's example, run as
+written but for its addresses.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shlex
 import subprocess
-import sys
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,19 +80,47 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         emulator.stop()
 
 
+def _section() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return text.split("### Other services enqueue runs", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_example() -> str:
     """The Python block of the README's "Other services enqueue runs" section."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Other services enqueue runs", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+    return _section().split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def run_client(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter outside the repository, with no Shardline settings."""
+def readme_install() -> list[str]:
+    """The arguments of the section's ``pip install`` line."""
+    [line] = [line for line in _section().splitlines() if line.startswith("pip install ")]
+    return shlex.split(line)[2:]
+
+
+@pytest.fixture(scope="session")
+def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with only what the README tells other services to install (once a session)."""
+    home = tmp_path_factory.mktemp("client-venv")
+    venv.create(home, with_pip=True, symlinks=True)
+    python = home / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         *readme_install()],
+        cwd=home, capture_output=True, text=True, timeout=600, check=False,
+    )
+    if installed.returncode != 0:
+        message = f"cannot install the README's client packages:\n{installed.stderr}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def run_client(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in the client venv, outside the repository, with no Shardline settings."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SHARDLINE_", "GEMINI_", "AWS_"))}
+           if not k.startswith(("SHARDLINE_", "GEMINI_", "AWS_", "PYTHON", "VIRTUAL_ENV"))}
     done = subprocess.run(
-        [sys.executable, "-c", NO_SHARDLINE_IMPORTS + code + CHECK_NO_SHARDLINE],
+        [str(python), "-c", NO_SHARDLINE_IMPORTS + code + CHECK_NO_SHARDLINE],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -103,7 +134,17 @@ def substitute(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
-def test_the_readme_example_runs_and_the_same_key_starts_one_run(service: Service) -> None:
+def test_the_client_venv_holds_no_shardline(client_python: Path) -> None:
+    probe = "import importlib.util as u; print([u.find_spec(m) is None for m in "\
+            "('workers', 'shared', 'emulator', 'celery', 'redis', 'packaging')])"
+    done = subprocess.run([str(client_python), "-c", probe], cwd=client_python.parents[1],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[True, True, True, False, False, False]"
+
+
+def test_the_readme_example_runs_and_the_same_key_starts_one_run(
+    service: Service, client_python: Path
+) -> None:
     source, out = service.tmp / "readme.jsonl", service.tmp / "readme-out"
     expected = write_input(source, LINES)
     client = substitute(readme_example(), {
@@ -112,8 +153,8 @@ def test_the_readme_example_runs_and_the_same_key_starts_one_run(service: Servic
         "s3://bucket/out/2026-11-26": str(out),
     })
 
-    first = run_client(client, service.tmp).stdout.strip()
-    second = run_client(client, service.tmp).stdout.strip()
+    first = run_client(client_python, client, service.tmp).stdout.strip()
+    second = run_client(client_python, client, service.tmp).stdout.strip()
 
     assert first == second, "the same idempotency key started two runs"
     summary = wait_summary(out, timeout=120)
@@ -140,14 +181,15 @@ print(json.dumps([result.get(timeout=60) for result in pending]))
 '''
 
 
-def test_the_same_key_sent_at_once_starts_one_run(service: Service) -> None:
+def test_the_same_key_sent_at_once_starts_one_run(service: Service, client_python: Path) -> None:
     source, out = service.tmp / "twice.jsonl", service.tmp / "twice-out"
     expected = write_input(source, LINES)
     spec = {"input_uri": str(source), "output_uri": str(out), "idempotency_key": "twice-1",
             "options": {"shard_max_requests": 100}, "labels": {"team": "search"}}
 
     answers = json.loads(run_client(
-        _TWICE_AT_ONCE.format(broker=service.redis_url, spec=spec), service.tmp).stdout)
+        client_python, _TWICE_AT_ONCE.format(broker=service.redis_url, spec=spec), service.tmp
+    ).stdout)
 
     assert len({a["run_id"] for a in answers}) == 1
     assert sorted(a["created"] for a in answers) == [False, False, True]
@@ -177,7 +219,9 @@ print(json.dumps(answers))
 '''
 
 
-def test_a_refused_payload_answers_a_readable_error(service: Service) -> None:
+def test_a_refused_payload_answers_a_readable_error(
+    service: Service, client_python: Path
+) -> None:
     source = service.tmp / "refused.jsonl"
     write_input(source, 5)
     good = {"input_uri": str(source), "output_uri": str(service.tmp / "refused-out"),
@@ -191,17 +235,27 @@ def test_a_refused_payload_answers_a_readable_error(service: Service) -> None:
     ]
 
     answers = json.loads(run_client(
-        _REFUSED.format(broker=service.redis_url, specs=specs), service.tmp).stdout)
+        client_python, _REFUSED.format(broker=service.redis_url, specs=specs), service.tmp
+    ).stdout)
 
     no_output, extra, missing, ok, reused = answers
     assert no_output == {"error": "SpecError",
                          "message": "invalid RunSpec: output_uri: Field required"}
     assert extra["error"] == "SpecError" and "api_key: Extra inputs" in extra["message"]
     assert "AIzaFAKE" not in json.dumps(answers), "an error echoed a payload value"
-    assert "missing.jsonl" in missing["message"]
+    assert missing == {"error": "InputFileError",  # text, not a tuple of arguments
+                       "message": f"{service.tmp / 'missing.jsonl'}: no such file or object"}
     assert ok["ok"]["created"] is True
     assert reused["error"] == "SpecError" and "refused-1" in reused["message"]
     wait_summary(service.tmp / "refused-out", timeout=120)
+    # The caller's mistakes are warnings in the worker's log, not task failures.
+    log = service.worker.log()
+    [refusal] = [line for line in log.splitlines()
+                 if "start_run refused: SpecError: invalid RunSpec: output_uri: Field" in line]
+    assert "WARNING" in refusal
+    assert "start_run refused: InputFileError: " in log
+    assert "raised unexpected" not in log
+    assert "Traceback" not in log and "AIzaFAKE" not in log
 
 
 def test_the_schema_command_prints_the_contract(tmp_path: Path) -> None:

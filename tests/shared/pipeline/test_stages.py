@@ -39,7 +39,7 @@ def test_merge_waits_for_every_shard(harness) -> None:
     ctx = harness.start(20, shard_max_requests=10)
     plan_run(ctx)
     harness.drive_shard(ctx, 0)
-    with pytest.raises(RetryLater, match="1 of 2 shards not final"):
+    with pytest.raises(RetryLater, match="1 of 2 shards final, waiting for shard 1"):
         merge_run(ctx)
     harness.drive_shard(ctx, 1)
     assert merge_run(ctx).counts.results == 20
