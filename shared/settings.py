@@ -19,6 +19,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.access import parse_prefixes
+
 #: The provider's hard limit on one uploaded file (discovery doc ``mediaUpload.maxSize``).
 PROVIDER_MAX_FILE_BYTES = 2_147_483_648
 #: Default shard size: 2 GB decimal, 147 MB under the provider's limit, so a line that pushes
@@ -76,6 +78,11 @@ class Settings(BaseSettings):
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)
 
+    # What callers may read and write (comma separated paths or URIs; see shared.access).
+    # Empty: everything but the deny list in the embedded mode, nothing with a broker.
+    input_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    output_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Beat: periodic runs and inbox sweeps (TOML, see README "Cron and beat"); None: none.
     schedule_file: Path | None = None
 
@@ -115,6 +122,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("input_prefixes", "output_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        if isinstance(value, str | list | tuple):
+            return parse_prefixes(value)
         return value
 
     @property
@@ -160,11 +174,18 @@ class Settings(BaseSettings):
         return not self.broker_url or self.broker_url.startswith("memory://")
 
 
+def secrets_dir() -> str | None:
+    """The directory of secret files: ``SHARDLINE_SECRETS_DIR``, else ``/run/secrets`` if it
+    exists; None when neither (an empty ``SHARDLINE_SECRETS_DIR`` turns files off)."""
+    directory = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if directory is None and Path("/run/secrets").is_dir():
+        directory = "/run/secrets"
+    return directory or None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, the secrets directory and explicit overrides."""
-    secrets_dir = os.environ.get("SHARDLINE_SECRETS_DIR")
-    if secrets_dir is None and Path("/run/secrets").is_dir():
-        secrets_dir = "/run/secrets"
-    if secrets_dir:
-        return Settings(_secrets_dir=secrets_dir, **overrides)
+    directory = secrets_dir()
+    if directory:
+        return Settings(_secrets_dir=directory, **overrides)
     return Settings(**overrides)
