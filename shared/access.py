@@ -203,8 +203,6 @@ class AccessPolicy(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
-        from shared.settings import secrets_dir
-
         def allowed(prefixes: list[str]) -> tuple[Location, ...] | None:
             if prefixes:
                 return tuple(locate(prefix) for prefix in prefixes)
@@ -215,7 +213,7 @@ class AccessPolicy(BaseModel):
             outputs=allowed(settings.output_prefixes),
             denied=denied_locations(
                 state_uri=settings.state_uri,
-                secrets_dir=secrets_dir(),
+                secrets_dir=settings.secrets_directory,
                 schedule_file=settings.schedule_file,
             ),
             state=locate(settings.state_uri),

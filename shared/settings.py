@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         return keys
 
     @property
+    def secrets_directory(self) -> str | None:
+        """The directory secret files are read from (:func:`secrets_dir`)."""
+        return secrets_dir()
+
+    @property
     def embedded(self) -> bool:
         """True when no broker is configured: in-memory transport, in-process worker."""
         return not self.broker_url or self.broker_url.startswith("memory://")
