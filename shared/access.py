@@ -227,7 +227,7 @@ class AccessPolicy(BaseModel):
                               "secrets, Shardline's state or installation) no setting allows")
         if not _allowed(self.inputs, where):
             raise AccessError(f"input_uri {uri}: not under an allowed input prefix "
-                              "(SHARDLINE_INPUT_PREFIXES of the worker)")
+                              "(SHARDLINE_INPUT_PREFIXES)")
         return where
 
     def check_output(self, uri: str) -> Location:
@@ -244,7 +244,7 @@ class AccessPolicy(BaseModel):
                               "such a location; no setting allows it")
         if not _allowed(self.outputs, where):
             raise AccessError(f"output_uri {uri}: not under an allowed output prefix "
-                              "(SHARDLINE_OUTPUT_PREFIXES of the worker)")
+                              "(SHARDLINE_OUTPUT_PREFIXES)")
         return where
 
 

@@ -25,7 +25,7 @@ import orjson
 
 from shared.access import AccessPolicy, Location
 from shared.errors import AccessError, ObjectNotFoundError
-from shared.names import MANIFEST
+from shared.run.layout import MANIFEST
 from shared.storage import Storage, open_storage
 
 #: What :func:`manifest_run_id` answers for a manifest it cannot read: no run id is this.
@@ -51,10 +51,11 @@ def manifest_run_id(storage: Storage) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else UNREADABLE
 
 
-def check_output_free(storage: Storage, output_uri: str, run_id: str) -> None:
-    """``AccessError`` unless the output is empty or already holds ``run_id``."""
+def check_output_free(storage: Storage, output_uri: str, run_id: str | None) -> None:
+    """``AccessError`` unless the output is empty or already holds ``run_id`` (None: a run
+    with a new id, which can only take an empty output)."""
     owner = manifest_run_id(storage)
-    if owner == run_id:
+    if owner is not None and owner == run_id:
         return
     if owner is not None:
         raise AccessError(f"output_uri {output_uri}: holds another run; choose another output")

@@ -9,9 +9,11 @@ from functools import cached_property
 
 import redis
 
+from shared.access import AccessPolicy
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
+from shared.ownership import verify_run
 from shared.provider import BatchProvider, build_provider
 from shared.run.records import RunManifest
 from shared.run.store import RunStore
@@ -40,6 +42,19 @@ class RunContext:
     @cached_property
     def manifest(self) -> RunManifest:
         return self.store.manifest()
+
+    @cached_property
+    def policy(self) -> AccessPolicy:
+        """Where this worker lets callers read and write (``shared.access``)."""
+        return AccessPolicy.from_settings(self.settings)
+
+    def verify(self) -> None:
+        """``AccessError`` unless the output is allowed and its manifest names this run.
+
+        Every task calls this before acting: a message names a run id and an output, and
+        nothing else ties the two together (see ``shared.ownership``).
+        """
+        verify_run(self.policy, self.storage, self.run_id, self.output_uri)
 
     @cached_property
     def keys(self) -> ApiKeyPool:

@@ -10,7 +10,6 @@ import pytest
 
 from shared.access import AccessPolicy, locate
 from shared.errors import AccessError
-from shared.names import MANIFEST
 from shared.ownership import (
     UNREADABLE,
     check_not_inside_a_run,
@@ -18,6 +17,7 @@ from shared.ownership import (
     manifest_run_id,
     verify_run,
 )
+from shared.run.layout import MANIFEST
 from shared.settings import Settings
 from shared.storage import open_storage
 

@@ -6,6 +6,10 @@
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
   still ends and the chord still fires. Without a handler the exception propagates.
+
+Before any of that, the task checks that its output is allowed and holds its run
+(``RunContext.verify``): an ``AccessError`` fails the task at once, with nothing written
+and no give-up handler run, since the run it names is not the output's to record into.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from shared.backoff import backoff_delay
-from shared.errors import ProviderError, RetryLater
+from shared.errors import AccessError, ProviderError, RetryLater
 from shared.pipeline.context import RunContext, run_context
 from workers.app import app
 
@@ -59,8 +63,12 @@ def run_stage(
     failures: int = (task.request.kwargs or {}).get("failures", 0)
     with run_context(settings, run_id, output_uri, redis=app.coordination) as ctx:
         try:
+            ctx.verify()
             return body(ctx)
         except (Retry, Ignore):
+            raise
+        except AccessError as exc:
+            log.error("%s %s: refused: %s", task.name, run_id, exc)
             raise
         except RetryLater as exc:
             log.info("%s %s: waiting: %s", task.name, run_id, exc)
