@@ -19,8 +19,6 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.access import parse_prefixes
-
 #: The provider's hard limit on one uploaded file (discovery doc ``mediaUpload.maxSize``).
 PROVIDER_MAX_FILE_BYTES = 2_147_483_648
 #: Default shard size: 2 GB decimal, 147 MB under the provider's limit, so a line that pushes
@@ -32,6 +30,15 @@ GOOGLE_API_BASE_URL = "https://generativelanguage.googleapis.com"
 def _default_state_uri() -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "shardline")
+
+
+def secrets_dir() -> str | None:
+    """The directory of secret files, by :func:`load_settings`' rule: ``SHARDLINE_SECRETS_DIR``,
+    else ``/run/secrets`` if it exists; None when neither (an empty value turns files off)."""
+    directory = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if directory is None and Path("/run/secrets").is_dir():
+        directory = "/run/secrets"
+    return directory or None
 
 
 class Settings(BaseSettings):
@@ -124,13 +131,6 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("input_prefixes", "output_prefixes", mode="before")
-    @classmethod
-    def _split_prefixes(cls, value: Any) -> Any:
-        if isinstance(value, str | list | tuple):
-            return parse_prefixes(value)
-        return value
-
     @property
     def countdown_cap_seconds(self) -> float:
         """The longest countdown any task may schedule.
@@ -168,6 +168,15 @@ class Settings(BaseSettings):
                 keys.append(key)
         return keys
 
+    @field_validator("input_prefixes", "output_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        from shared.access import parse_prefixes  # shared.access never imports settings
+
+        if isinstance(value, str | list | tuple):
+            return parse_prefixes(value)
+        return value
+
     @property
     def secrets_directory(self) -> str | None:
         """The directory secret files are read from (:func:`secrets_dir`)."""
@@ -179,18 +188,11 @@ class Settings(BaseSettings):
         return not self.broker_url or self.broker_url.startswith("memory://")
 
 
-def secrets_dir() -> str | None:
-    """The directory of secret files: ``SHARDLINE_SECRETS_DIR``, else ``/run/secrets`` if it
-    exists; None when neither (an empty ``SHARDLINE_SECRETS_DIR`` turns files off)."""
-    directory = os.environ.get("SHARDLINE_SECRETS_DIR")
-    if directory is None and Path("/run/secrets").is_dir():
-        directory = "/run/secrets"
-    return directory or None
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, the secrets directory and explicit overrides."""
-    directory = secrets_dir()
-    if directory:
-        return Settings(_secrets_dir=directory, **overrides)
+    secrets_dir = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if secrets_dir is None and Path("/run/secrets").is_dir():
+        secrets_dir = "/run/secrets"
+    if secrets_dir:
+        return Settings(_secrets_dir=secrets_dir, **overrides)
     return Settings(**overrides)

@@ -13,12 +13,13 @@ from shared.access import AccessPolicy
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
+from shared.jsonl.sniff import refuse_non_jsonl
 from shared.ownership import verify_run
 from shared.provider import BatchProvider, build_provider
 from shared.run.records import RunManifest
 from shared.run.store import RunStore
 from shared.settings import Settings
-from shared.storage import Storage, open_storage
+from shared.storage import Storage, open_storage, split_uri
 
 
 @dataclass
@@ -55,6 +56,16 @@ class RunContext:
         nothing else ties the two together (see ``shared.ownership``).
         """
         verify_run(self.policy, self.storage, self.run_id, self.output_uri)
+
+    def check_input(self) -> None:
+        """Before the plan reads the input: ``AccessError`` unless this worker's policy allows
+        it, ``InputFileError`` when it is not JSONL at all (``shared.jsonl.sniff``), so that
+        nothing of such a file is copied into the output."""
+        uri = self.manifest.spec.input_uri
+        self.policy.check_input(uri)
+        store, key = split_uri(uri)
+        with store.open_read(key) as reader:
+            refuse_non_jsonl(reader, uri)
 
     @cached_property
     def keys(self) -> ApiKeyPool:

@@ -6,7 +6,6 @@ import time
 
 from shared.failpoints import failpoint
 from shared.jsonl import split_input
-from shared.jsonl.sniff import refuse_non_jsonl
 from shared.pipeline.context import RunContext
 from shared.run import layout
 from shared.run.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
@@ -18,20 +17,14 @@ def plan_run(ctx: RunContext) -> PlanRecord:
 
     Idempotent: a plan already recorded is returned as is; a pass that died half way is
     simply done again (staged files are replaced atomically).
-
-    The input is checked against this worker's access policy first, and refused (an
-    ``InputError``, so the run fails with the reason) when it is not JSONL at all: nothing
-    of such a file is copied into the output (``shared.jsonl.sniff``).
     """
     existing = ctx.store.plan()
     if existing is not None:
         return existing
     manifest = ctx.manifest
-    ctx.policy.check_input(manifest.spec.input_uri)
+    ctx.check_input()  # allowed by this worker, and JSONL at all: before anything is copied
     started = time.monotonic()
     store, key = split_uri(manifest.spec.input_uri)
-    with store.open_read(key) as reader:
-        refuse_non_jsonl(reader, manifest.spec.input_uri)
     with store.open_read(key) as reader:
         result = split_input(
             reader,
