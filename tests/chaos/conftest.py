@@ -330,6 +330,8 @@ def chaos_env(emulator: EmulatorHandle, tmp_path: Path, broker_url: str,
             "poll_initial_seconds": "0.2",
             "poll_max_seconds": "1.0",
             "upload_chunk_bytes": str(CHUNK),
+            # The reference input is shared by the session (a sibling of this test's folder).
+            "input_prefixes": str(tmp_path.parent),
             **overrides,
         },
     )
