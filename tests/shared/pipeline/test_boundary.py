@@ -261,3 +261,17 @@ def test_the_reconciler_leaves_alone_a_run_whose_output_holds_another(harness,
 def test_an_idempotency_key_cannot_end_in_a_newline() -> None:
     with pytest.raises(ValueError, match="idempotency_key"):
         RunSpec(input_uri="/in.jsonl", output_uri="/out", idempotency_key="nightly\n")
+
+
+@pytest.mark.parametrize("source", ["/etc/passwd", "/proc/self/environ"])
+def test_shardline_run_refuses_system_files_with_exit_2(tmp_path: Path, env, capsys,
+                                                        source: str) -> None:
+    env(SHARDLINE_STATE_URI=str(tmp_path / "state"), SHARDLINE_API_KEY="unused")
+    assert main(["run", source, "--out", str(tmp_path / "x")]) == 2
+    _, err = capsys.readouterr()
+    # (the CLI resolves its paths first: /proc/self is this process's /proc/<pid>)
+    assert err.startswith(f"shardline: input_uri /{source.split('/')[1]}/")
+    assert err.strip().endswith(": a protected location (system files, secrets, Shardline's "
+                                "state or installation) no setting allows")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "state").exists()
