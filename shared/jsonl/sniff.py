@@ -29,6 +29,7 @@ import orjson
 
 from shared.errors import InputFileError
 from shared.jsonl.lines import BOM
+from shared.jsonl.source import open_source
 
 #: Non-blank lines looked at; one JSON object among them is enough.
 SNIFF_LINES = 5
@@ -71,3 +72,11 @@ def _is_object(text: bytes) -> bool:
         return isinstance(orjson.loads(text), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+def check_jsonl(reader: BinaryIO, source: str) -> None:
+    """The input as the plan will read it: a format we do not read refused by name
+    (:func:`shared.jsonl.source.open_source`), gzip judged decompressed, then
+    :func:`refuse_non_jsonl`."""
+    with open_source(reader, source) as lines:
+        refuse_non_jsonl(lines, source)

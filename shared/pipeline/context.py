@@ -13,7 +13,7 @@ from shared.access import AccessPolicy
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
-from shared.jsonl.sniff import refuse_non_jsonl
+from shared.jsonl.sniff import check_jsonl
 from shared.ownership import verify_run
 from shared.provider import BatchProvider, build_provider
 from shared.run.records import RunManifest
@@ -65,7 +65,7 @@ class RunContext:
         self.policy.check_input(uri)
         store, key = split_uri(uri)
         with store.open_read(key) as reader:
-            refuse_non_jsonl(reader, uri)
+            check_jsonl(reader, uri)
 
     @cached_property
     def keys(self) -> ApiKeyPool:

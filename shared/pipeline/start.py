@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from shared.access import AccessPolicy
 from shared.errors import AccessError, InputFileError
-from shared.jsonl.sniff import refuse_non_jsonl
+from shared.jsonl.sniff import check_jsonl
 from shared.ownership import check_not_inside_a_run, check_output_free
 from shared.run.records import RunManifest
 from shared.run.registry import RunEntry, RunRegistry, run_id_for
@@ -75,7 +75,7 @@ def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
         )
         raise InputFileError(spec.input_uri, reason)
     with input_store.open_read(input_key) as reader:
-        refuse_non_jsonl(reader, spec.input_uri)
+        check_jsonl(reader, spec.input_uri)
     output = open_storage(spec.output_uri)
     check_output_free(output, spec.output_uri, run_id_for(spec))
     check_not_inside_a_run(where, spec.output_uri)
