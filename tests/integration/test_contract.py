@@ -277,7 +277,7 @@ print(json.dumps(answers))
 '''
 
 
-def test_a_caller_gets_no_file_and_no_other_run(service: Service) -> None:
+def test_a_caller_gets_no_file_and_no_other_run(service: Service, client_python: Path) -> None:
     """What any holder of the broker URL tries: system files, a file that is not JSONL, an
     output that holds data, and steps sent for a run id its output does not hold."""
     tmp = service.tmp
@@ -308,6 +308,7 @@ def test_a_caller_gets_no_file_and_no_other_run(service: Service) -> None:
         ["shardline.cancel", [victim.run_id, out]],
     ]
     answers = json.loads(run_client(
+        client_python,
         _TASKS.format(broker=service.redis_url, calls=calls), tmp).stdout)
 
     *refused, cancelled = answers
