@@ -48,6 +48,16 @@ def fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
+def owner_of(api_key: str, config: EmulatorConfig) -> str:
+    """Who owns what a key makes: its project (``project:<name>``), else the key itself.
+
+    Files and batch jobs belong to a Google Cloud project, not to the key that made them:
+    every key of the project sees them, and the project's limits count them.
+    """
+    project = config.project_of(api_key)
+    return f"project:{project}" if project is not None else fingerprint(api_key)
+
+
 class Emulator:
     """Everything one running emulator holds."""
 
@@ -127,7 +137,7 @@ class Emulator:
         return record
 
     def held_bytes(self, owner: str) -> int:
-        """Bytes counted against the per-key storage cap: uploaded files plus open uploads."""
+        """Bytes counted against the project's storage cap: uploaded files plus open uploads."""
         now = self.clock.now()
         held = sum(
             f.size_bytes
