@@ -1,0 +1,277 @@
+"""The orphan sweep: provider files and batch jobs Shardline made and no longer needs.
+
+A killed worker can leave things at the provider that no record will ever name again: an
+input file uploaded but not yet recorded (a second upload of the part then succeeds), the
+output file of a job nobody will collect, a job of a run whose records say it is over. They
+count against the project's 20 GB of files and 100 live jobs until the provider's 48 h
+expiry. The sweep lists each project's files and jobs, recognises Shardline's own, asks the
+run's records what became of each part, and frees what is finished or forgotten.
+
+What is Shardline's (and this deployment's):
+
+- a file or job whose display name is ``shardline-<run>-s<shard>-a<attempt>-p<part>``
+  (:func:`shared.names.display_name`) **and** whose run is in this deployment's run
+  registry (``SHARDLINE_STATE_URI``);
+- a generated output file (it has no display name) only through a job of ours whose
+  ``output`` names it. So output files are deleted before their job: once the job is gone,
+  nothing ties the file to us any more, and it stays until the provider expires it.
+
+Everything else is never touched: files and jobs with another display name (another tool,
+the SDK, a person), and ours by name whose run this registry does not know. The latter may
+be another Shardline deployment sharing the key (its own registry, its own runs), so the
+sweep cannot tell a leak from someone else's live work; it counts them in the report.
+
+What happens to a part's things, by what its records say (:class:`PartStatus`):
+
+=============  =========================================================================
+final          (collected, shard outcome written, or run merged) files deleted, live jobs
+               cancelled, finished jobs deleted (after their output file). No grace:
+               no step will use them again.
+live           the file and job the records name are kept, and so is anything while the
+               records name none yet (an upload or create in flight, or one a restarted
+               task will adopt by display name). A *second* file or job of the part (the
+               records name another one) is a duplicate: deleted / cancelled after the
+               grace period.
+cancelled      (the run's cancel marker, part not final) live jobs are cancelled; files
+               and finished jobs wait until the part is final (the cancel collects them).
+missing        (the run is registered, the part has no record) after the grace period,
+               treated like a duplicate. The grace spares a record about to be written.
+unregistered   never touched (see above); unreadable records: never touched this time.
+=============  =========================================================================
+
+The decisions are the pure function :func:`plan_sweep`; the caller lists, reads records,
+and carries the actions out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal, NamedTuple, Protocol
+
+#: How long a thing of a part without a record (or a second one) is spared: a worker writes
+#: the record just after the create or the upload returns, and may be slow to.
+SWEEP_GRACE = timedelta(minutes=10)
+
+_DISPLAY_NAME = re.compile(
+    r"shardline-(?P<run>[A-Za-z0-9][A-Za-z0-9-]*?)"
+    r"-s(?P<shard>\d{5,})-a(?P<attempt>\d{2,})-p(?P<part>\d{3,})"
+)
+
+
+class PartRef(NamedTuple):
+    """One part of one attempt of one shard of a run, as its display name spells it."""
+
+    run_id: str
+    shard: int
+    attempt: int
+    part: int
+
+
+def parse_display_name(display_name: str | None) -> PartRef | None:
+    """The part a Shardline display name stands for; None for any other name."""
+    match = _DISPLAY_NAME.fullmatch(display_name or "")
+    if match is None:
+        return None
+    return PartRef(
+        match["run"], int(match["shard"]), int(match["attempt"]), int(match["part"])
+    )
+
+
+class PartStatus(StrEnum):
+    """What the records say about a part (see the module docstring)."""
+
+    FINAL = "final"
+    LIVE = "live"
+    CANCELLED = "cancelled"
+    MISSING = "missing"
+    UNREGISTERED = "unregistered"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class PartView:
+    """A part's status and the provider file and job its records name (if any)."""
+
+    status: PartStatus
+    file_name: str | None = None
+    job_name: str | None = None
+
+
+class SeenFile(Protocol):
+    """A file as the provider lists it (``shared.provider`` models fit)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def size_bytes(self) -> int | None: ...
+    @property
+    def create_time(self) -> datetime | None: ...
+
+
+class SeenJob(Protocol):
+    """A batch job as the provider lists it (``shared.provider`` models fit)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def create_time(self) -> datetime | None: ...
+    @property
+    def output(self) -> str | None: ...
+    @property
+    def is_live(self) -> bool: ...
+
+
+ActionKind = Literal["delete_file", "cancel_job", "delete_job"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing to do at the provider. ``after``: a file whose deletion must succeed first
+    (a job's output: deleting the job first would orphan it for good)."""
+
+    kind: ActionKind
+    name: str
+    part: PartRef
+    reason: str
+    size_bytes: int = 0
+    after: str | None = None
+
+
+@dataclass
+class SweepPlan:
+    """The actions (file deletions first), and how many things were kept, by reason."""
+
+    actions: list[Action] = field(default_factory=list)
+    kept: Counter[str] = field(default_factory=Counter)
+
+
+def owned_parts(files: Iterable[SeenFile], jobs: Iterable[SeenJob]) -> set[PartRef]:
+    """The parts whose records the sweep must read: every Shardline display name listed."""
+    names = [f.display_name for f in files] + [j.display_name for j in jobs]
+    return {part for part in map(parse_display_name, names) if part is not None}
+
+
+def plan_sweep(
+    files: Iterable[SeenFile],
+    jobs: Iterable[SeenJob],
+    views: Mapping[PartRef, PartView],
+    *,
+    now: datetime,
+    grace: timedelta = SWEEP_GRACE,
+) -> SweepPlan:
+    """Decide, for one project's listing, what to delete and cancel (pure; see the module).
+
+    ``views`` holds a :class:`PartView` for each part of :func:`owned_parts`; a part
+    without one is treated as unreadable (kept).
+    """
+    plan = SweepPlan()
+    job_list = list(jobs)
+    # Generated files carry no display name: they are ours through the job that made them.
+    producer = {job.output: job for job in job_list if job.output and _ref(job) is not None}
+    deleted_files: set[str] = set()
+    for file in files:
+        ref = parse_display_name(file.display_name)
+        job = None
+        if ref is None:
+            job = producer.get(file.name)
+            ref = _ref(job) if job is not None else None
+        if ref is None:
+            plan.kept["not shardline's"] += 1
+            continue
+        view = views.get(ref, PartView(PartStatus.UNREADABLE))
+        reason = _file_verdict(view, file.name if job is None else None, job, file, now, grace)
+        if reason.startswith("keep:"):
+            plan.kept[reason.removeprefix("keep:")] += 1
+            continue
+        deleted_files.add(file.name)
+        plan.actions.append(
+            Action("delete_file", file.name, ref, reason, size_bytes=file.size_bytes or 0)
+        )
+    for job in job_list:
+        ref = _ref(job)
+        if ref is None:
+            plan.kept["not shardline's"] += 1
+            continue
+        view = views.get(ref, PartView(PartStatus.UNREADABLE))
+        verdict = _job_verdict(view, job, now, grace)
+        if verdict is None:
+            plan.kept[_keep_reason(view)] += 1
+            continue
+        kind, reason = verdict
+        after = job.output if kind == "delete_job" and job.output in deleted_files else None
+        plan.actions.append(Action(kind, job.name, ref, reason, after=after))
+    return plan
+
+
+def _ref(job: SeenJob | None) -> PartRef | None:
+    return None if job is None else parse_display_name(job.display_name)
+
+
+def _keep_reason(view: PartView) -> str:
+    if view.status in (PartStatus.UNREGISTERED, PartStatus.UNREADABLE):
+        return f"run {view.status}"
+    return f"part {view.status}"
+
+
+def _aged(created: datetime | None, now: datetime, grace: timedelta) -> bool:
+    """Older than the grace period (a thing without a time is judged by its records only)."""
+    return created is None or now - created >= grace
+
+
+def _file_verdict(
+    view: PartView,
+    uploaded: str | None,
+    job: SeenJob | None,
+    file: SeenFile,
+    now: datetime,
+    grace: timedelta,
+) -> str:
+    """``"keep:<why>"`` or the reason to delete. ``uploaded``: the file's name if it is an
+    input (a display name of ours); ``job``: the job whose output it is, if generated."""
+    status = view.status
+    if status is PartStatus.FINAL:
+        return "part final"
+    if status in (PartStatus.UNREGISTERED, PartStatus.UNREADABLE):
+        return f"keep:run {status}"
+    aged = _aged(file.create_time, now, grace)
+    if status is PartStatus.MISSING:
+        return "part has no record" if aged else "keep:part missing, in grace"
+    if uploaded is not None:
+        duplicate = view.file_name is not None and view.file_name != uploaded
+    else:
+        duplicate = job is not None and view.job_name is not None and view.job_name != job.name
+    if duplicate:
+        if not aged:
+            return "keep:duplicate, in grace"
+        return "a second upload of the part" if uploaded else "output of a second job of the part"
+    return f"keep:part {status}"
+
+
+def _job_verdict(
+    view: PartView, job: SeenJob, now: datetime, grace: timedelta
+) -> tuple[ActionKind, str] | None:
+    status = view.status
+    if status is PartStatus.FINAL:
+        return ("cancel_job", "part final") if job.is_live else ("delete_job", "part final")
+    if status not in (PartStatus.LIVE, PartStatus.CANCELLED, PartStatus.MISSING):
+        return None
+    if status is PartStatus.CANCELLED and job.is_live:
+        return ("cancel_job", "run cancelled")
+    if status is PartStatus.MISSING:
+        reason = "part has no record"
+    elif view.job_name is not None and view.job_name != job.name:
+        reason = "a second job of the part"
+    else:
+        return None
+    if not _aged(job.create_time, now, grace):
+        return None
+    return ("cancel_job", reason) if job.is_live else ("delete_job", reason)
