@@ -10,7 +10,7 @@ run's records what became of each part, and frees what is finished or forgotten.
 What is Shardline's (and this deployment's):
 
 - a file or job whose display name is ``shardline-<run>-s<shard>-a<attempt>-p<part>``
-  (:func:`shared.names.display_name`) **and** whose run is in this deployment's run
+  (``display_name`` of the storage layout) **and** whose run is in this deployment's run
   registry (``SHARDLINE_STATE_URI``);
 - a generated output file (it has no display name) only through a job of ours whose
   ``output`` names it. So output files are deleted before their job: once the job is gone,
@@ -39,19 +39,33 @@ missing        (the run is registered, the part has no record) after the grace p
 unregistered   never touched (see above); unreadable records: never touched this time.
 =============  =========================================================================
 
-The decisions are the pure function :func:`plan_sweep`; the caller lists, reads records,
-and carries the actions out.
+The decisions are the pure function :func:`plan_sweep`; :func:`sweep` lists, reads the
+records (:func:`read_views`) and carries the actions out. It lists with every key of the
+pool (keys of one project see the same things; each is handled once), so a pool whose labels
+are wrong still has everything swept.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, NamedTuple, Protocol
+
+from pydantic import BaseModel, Field
+
+from shared import names
+from shared.errors import NotFoundError, ProviderError, RunNotFoundError, ShardlineError
+from shared.records import utcnow
+from shared.registry import RunRegistry
+from shared.runstore import RunRecords
+from shared.storage import open_storage
+
+log = logging.getLogger("shardline.sweep")
 
 #: How long a thing of a part without a record (or a second one) is spared: a worker writes
 #: the record just after the create or the upload returns, and may be slow to.
@@ -275,3 +289,195 @@ def _job_verdict(
     if not _aged(job.create_time, now, grace):
         return None
     return ("cancel_job", reason) if job.is_live else ("delete_job", reason)
+
+
+# ---- reading the records -------------------------------------------------------------------
+
+
+def read_views(parts: Iterable[PartRef], registry: RunRegistry) -> dict[PartRef, PartView]:
+    """What the records say about each part, reading each run once.
+
+    A run the registry does not have is UNREGISTERED; a registered run without a readable
+    manifest (storage failing, or pointing elsewhere) is UNREADABLE: a part is only MISSING
+    when its run's records are there and say nothing about it.
+    """
+    by_run: dict[str, list[PartRef]] = {}
+    for ref in parts:
+        by_run.setdefault(ref.run_id, []).append(ref)
+    views: dict[PartRef, PartView] = {}
+    for run_id, refs in sorted(by_run.items()):
+        try:
+            entry = registry.lookup(run_id)
+        except RunNotFoundError:
+            views.update(dict.fromkeys(refs, PartView(PartStatus.UNREGISTERED)))
+            continue
+        except ShardlineError as exc:
+            log.warning("sweep: run %s: cannot read the registry: %s", run_id, exc)
+            views.update(dict.fromkeys(refs, PartView(PartStatus.UNREADABLE)))
+            continue
+        try:
+            views.update(_run_views(RunRecords(open_storage(entry.output_uri)), refs))
+        except ShardlineError as exc:
+            log.warning("sweep: run %s: cannot read its records: %s", run_id, exc)
+            views.update(dict.fromkeys(refs, PartView(PartStatus.UNREADABLE)))
+    return views
+
+
+def _run_views(records: RunRecords, refs: list[PartRef]) -> dict[PartRef, PartView]:
+    records.manifest()  # raises when the run's records are not there
+    if records.summary() is not None:
+        return dict.fromkeys(refs, PartView(PartStatus.FINAL))
+    live = PartStatus.CANCELLED if records.cancel_requested() else PartStatus.LIVE
+    views = {}
+    for ref in refs:
+        _, shard, attempt, part = ref
+        upload = records.upload(shard, attempt, part)
+        job = records.job(shard, attempt, part)
+        named = {
+            "file_name": upload.file_name if upload is not None else None,
+            "job_name": job.job_name if job is not None else None,
+        }
+        record = records.attempt(shard, attempt)
+        if records.outcome(shard) is not None or records.collected(shard, attempt, part):
+            views[ref] = PartView(PartStatus.FINAL, **named)
+        elif record is None or part not in {p.part for p in record.parts}:
+            views[ref] = PartView(PartStatus.MISSING, **named)
+        else:
+            views[ref] = PartView(live, **named)
+    return views
+
+
+# ---- listing and acting ----------------------------------------------------------------------
+
+
+class SweepProvider(Protocol):
+    """The provider calls the sweep makes (a subset of ``BatchProvider``)."""
+
+    def list_files(self) -> Iterator[SeenFile]: ...
+    def list_jobs(self) -> Iterator[SeenJob]: ...
+    def delete_file(self, name: str) -> None: ...
+    def cancel_job(self, name: str) -> None: ...
+    def delete_job(self, name: str) -> None: ...
+
+
+class SweptItem(BaseModel):
+    """One action, as reported (names and reasons only: nothing secret)."""
+
+    kind: ActionKind
+    name: str
+    part: str  # the part's display name
+    reason: str
+    size_bytes: int = 0
+    done: bool  # False in a dry run, or when the provider refused
+
+
+class SweepReport(BaseModel):
+    """What a sweep saw, freed and kept; ``dry_run`` reports what it would have done."""
+
+    dry_run: bool = False
+    keys_listed: int = 0
+    files_seen: int = 0
+    jobs_seen: int = 0
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    jobs_cancelled: int = 0
+    jobs_deleted: int = 0
+    kept: dict[str, int] = Field(default_factory=dict)
+    actions: list[SweptItem] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+def sweep(
+    key_fingerprints: Sequence[str],
+    provider_for: Callable[[str], SweepProvider],
+    registry: RunRegistry,
+    *,
+    dry_run: bool = False,
+    runs: Iterable[str] | None = None,
+    now: datetime | None = None,
+    grace: timedelta = SWEEP_GRACE,
+) -> SweepReport:
+    """List what each key sees at the provider, free what is Shardline's and done with.
+
+    ``runs``: judge only things of these runs (e.g. a run just merged); the rest is kept.
+    A key whose listing fails is reported in ``errors``; the others are still swept.
+    """
+    report = SweepReport(dry_run=dry_run)
+    kept: Counter[str] = Counter()
+    only = None if runs is None else set(runs)
+    seen_files: set[str] = set()
+    seen_jobs: set[str] = set()
+    moment = now or utcnow()
+    for fingerprint in key_fingerprints:
+        provider = provider_for(fingerprint)
+        try:
+            files = [f for f in provider.list_files() if f.name not in seen_files]
+            jobs = [j for j in provider.list_jobs() if j.name not in seen_jobs]
+        except ProviderError as exc:
+            report.errors.append(f"key {fingerprint}: cannot list: {exc}")
+            continue
+        report.keys_listed += 1
+        seen_files.update(f.name for f in files)
+        seen_jobs.update(j.name for j in jobs)
+        report.files_seen += len(files)
+        report.jobs_seen += len(jobs)
+        parts = owned_parts(files, jobs)
+        views = read_views(parts, registry)
+        if only is not None:
+            views = {ref: view for ref, view in views.items() if ref.run_id in only}
+        plan = plan_sweep(files, jobs, views, now=moment, grace=grace)
+        kept.update(plan.kept)
+        _carry_out(plan, provider, report, dry_run=dry_run)
+    report.kept = dict(sorted(kept.items()))
+    return report
+
+
+def _carry_out(
+    plan: SweepPlan, provider: SweepProvider, report: SweepReport, *, dry_run: bool
+) -> None:
+    failed: set[str] = set()
+    for action in plan.actions:
+        done = False
+        if not dry_run and action.after not in failed:
+            done = _act(action, provider, report, failed)
+        report.actions.append(
+            SweptItem(
+                kind=action.kind,
+                name=action.name,
+                part=_display(action.part),
+                reason=action.reason,
+                size_bytes=action.size_bytes,
+                done=done,
+            )
+        )
+
+
+def _act(action: Action, provider: SweepProvider, report: SweepReport, failed: set[str]) -> bool:
+    """Do one action; False if the provider refused (recorded in ``errors``)."""
+    try:
+        if action.kind == "delete_file":
+            provider.delete_file(action.name)
+        elif action.kind == "cancel_job":
+            provider.cancel_job(action.name)
+        else:
+            provider.delete_job(action.name)
+    except NotFoundError:
+        return False  # gone meanwhile (its part's own cleanup, or expiry): nothing freed
+    except ProviderError as exc:
+        report.errors.append(f"{action.kind} {action.name}: {exc}")
+        failed.add(action.name)
+        return False
+    log.info("sweep: %s %s (%s): %s", action.kind, action.name, _display(action.part),
+             action.reason)
+    if action.kind == "delete_file":
+        report.files_deleted += 1
+        report.bytes_freed += action.size_bytes
+    elif action.kind == "cancel_job":
+        report.jobs_cancelled += 1
+    else:
+        report.jobs_deleted += 1
+    return True
+
+
+def _display(ref: PartRef) -> str:
+    return names.display_name(*ref)
