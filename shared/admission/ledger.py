@@ -57,8 +57,8 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.admission import _lua
 from shared.admission.rules import KeyLoad, Limits, orphans, pick_key, retry_countdown
+from shared.apikeys import fingerprint
 from shared.errors import RetryLater
-from shared.keys import fingerprint
 from shared.settings import Settings
 
 JOB_TTL_SECONDS = 72 * 3600.0

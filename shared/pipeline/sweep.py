@@ -50,19 +50,20 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from shared import names
 from shared.errors import NotFoundError, ProviderError, RunNotFoundError, ShardlineError
-from shared.records import utcnow
-from shared.registry import RunRegistry
-from shared.runstore import RunRecords
+from shared.provider import BatchProvider, ProviderFile, ProviderJob
+from shared.run import layout
+from shared.run.records import utcnow
+from shared.run.registry import RunRegistry
+from shared.run.store import RunStore
 from shared.storage import open_storage
 
 log = logging.getLogger("shardline.sweep")
@@ -116,34 +117,6 @@ class PartView:
     job_name: str | None = None
 
 
-class SeenFile(Protocol):
-    """A file as the provider lists it (``shared.provider`` models fit)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def display_name(self) -> str | None: ...
-    @property
-    def size_bytes(self) -> int | None: ...
-    @property
-    def create_time(self) -> datetime | None: ...
-
-
-class SeenJob(Protocol):
-    """A batch job as the provider lists it (``shared.provider`` models fit)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def display_name(self) -> str | None: ...
-    @property
-    def create_time(self) -> datetime | None: ...
-    @property
-    def output(self) -> str | None: ...
-    @property
-    def is_live(self) -> bool: ...
-
-
 ActionKind = Literal["delete_file", "cancel_job", "delete_job"]
 
 
@@ -168,15 +141,15 @@ class SweepPlan:
     kept: Counter[str] = field(default_factory=Counter)
 
 
-def owned_parts(files: Iterable[SeenFile], jobs: Iterable[SeenJob]) -> set[PartRef]:
+def owned_parts(files: Iterable[ProviderFile], jobs: Iterable[ProviderJob]) -> set[PartRef]:
     """The parts whose records the sweep must read: every Shardline display name listed."""
     names = [f.display_name for f in files] + [j.display_name for j in jobs]
     return {part for part in map(parse_display_name, names) if part is not None}
 
 
 def plan_sweep(
-    files: Iterable[SeenFile],
-    jobs: Iterable[SeenJob],
+    files: Iterable[ProviderFile],
+    jobs: Iterable[ProviderJob],
     views: Mapping[PartRef, PartView],
     *,
     now: datetime,
@@ -226,7 +199,7 @@ def plan_sweep(
     return plan
 
 
-def _ref(job: SeenJob | None) -> PartRef | None:
+def _ref(job: ProviderJob | None) -> PartRef | None:
     return None if job is None else parse_display_name(job.display_name)
 
 
@@ -244,8 +217,8 @@ def _aged(created: datetime | None, now: datetime, grace: timedelta) -> bool:
 def _file_verdict(
     view: PartView,
     uploaded: str | None,
-    job: SeenJob | None,
-    file: SeenFile,
+    job: ProviderJob | None,
+    file: ProviderFile,
     now: datetime,
     grace: timedelta,
 ) -> str:
@@ -271,7 +244,7 @@ def _file_verdict(
 
 
 def _job_verdict(
-    view: PartView, job: SeenJob, now: datetime, grace: timedelta
+    view: PartView, job: ProviderJob, now: datetime, grace: timedelta
 ) -> tuple[ActionKind, str] | None:
     status = view.status
     if status is PartStatus.FINAL:
@@ -316,14 +289,14 @@ def read_views(parts: Iterable[PartRef], registry: RunRegistry) -> dict[PartRef,
             views.update(dict.fromkeys(refs, PartView(PartStatus.UNREADABLE)))
             continue
         try:
-            views.update(_run_views(RunRecords(open_storage(entry.output_uri)), refs))
+            views.update(_run_views(RunStore(open_storage(entry.output_uri)), refs))
         except ShardlineError as exc:
             log.warning("sweep: run %s: cannot read its records: %s", run_id, exc)
             views.update(dict.fromkeys(refs, PartView(PartStatus.UNREADABLE)))
     return views
 
 
-def _run_views(records: RunRecords, refs: list[PartRef]) -> dict[PartRef, PartView]:
+def _run_views(records: RunStore, refs: list[PartRef]) -> dict[PartRef, PartView]:
     records.manifest()  # raises when the run's records are not there
     if records.summary() is not None:
         return dict.fromkeys(refs, PartView(PartStatus.FINAL))
@@ -348,16 +321,6 @@ def _run_views(records: RunRecords, refs: list[PartRef]) -> dict[PartRef, PartVi
 
 
 # ---- listing and acting ----------------------------------------------------------------------
-
-
-class SweepProvider(Protocol):
-    """The provider calls the sweep makes (a subset of ``BatchProvider``)."""
-
-    def list_files(self) -> Iterator[SeenFile]: ...
-    def list_jobs(self) -> Iterator[SeenJob]: ...
-    def delete_file(self, name: str) -> None: ...
-    def cancel_job(self, name: str) -> None: ...
-    def delete_job(self, name: str) -> None: ...
 
 
 class SweptItem(BaseModel):
@@ -389,7 +352,7 @@ class SweepReport(BaseModel):
 
 def sweep(
     key_fingerprints: Sequence[str],
-    provider_for: Callable[[str], SweepProvider],
+    provider_for: Callable[[str], BatchProvider],
     registry: RunRegistry,
     *,
     dry_run: bool = False,
@@ -433,7 +396,7 @@ def sweep(
 
 
 def _carry_out(
-    plan: SweepPlan, provider: SweepProvider, report: SweepReport, *, dry_run: bool
+    plan: SweepPlan, provider: BatchProvider, report: SweepReport, *, dry_run: bool
 ) -> None:
     failed: set[str] = set()
     for action in plan.actions:
@@ -452,7 +415,7 @@ def _carry_out(
         )
 
 
-def _act(action: Action, provider: SweepProvider, report: SweepReport, failed: set[str]) -> bool:
+def _act(action: Action, provider: BatchProvider, report: SweepReport, failed: set[str]) -> bool:
     """Do one action; False if the provider refused (recorded in ``errors``)."""
     try:
         if action.kind == "delete_file":
@@ -480,4 +443,4 @@ def _act(action: Action, provider: SweepProvider, report: SweepReport, failed: s
 
 
 def _display(ref: PartRef) -> str:
-    return names.display_name(*ref)
+    return layout.display_name(*ref)

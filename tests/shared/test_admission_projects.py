@@ -9,8 +9,8 @@ from pydantic import SecretStr, ValidationError
 
 from shared import names
 from shared.admission import Admission
+from shared.apikeys import fingerprint
 from shared.errors import RetryLater
-from shared.keys import fingerprint
 from shared.settings import DEFAULT_PROJECT, Settings
 
 K1, K2, K3 = "key-one-secret", "key-two-secret", "key-three-secret"

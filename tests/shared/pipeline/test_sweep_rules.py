@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +15,9 @@ from shared.pipeline.sweep import (
     parse_display_name,
     plan_sweep,
 )
+from shared.provider import ProviderFile, ProviderJob
+from shared.run import layout
+from shared.run.states import BatchState
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 OLD = NOW - SWEEP_GRACE - timedelta(seconds=1)
@@ -25,21 +27,33 @@ REF = PartRef(RUN, 3, 1, 0)
 NAME = f"shardline-{RUN}-s00003-a01-p000"
 
 
-@dataclass(frozen=True)
-class File:
-    name: str
-    display_name: str | None = NAME
-    size_bytes: int | None = 100
-    create_time: datetime | None = OLD
+def File(  # noqa: N802 (reads like the model it builds)
+    name: str,
+    display_name: str | None = NAME,
+    size_bytes: int | None = 100,
+    create_time: datetime | None = OLD,
+) -> ProviderFile:
+    return ProviderFile(
+        name=name, display_name=display_name, size_bytes=size_bytes, create_time=create_time,
+        generated=name.startswith("files/batch-"),
+    )
 
 
-@dataclass(frozen=True)
-class Job:
-    name: str
-    display_name: str | None = NAME
-    create_time: datetime | None = OLD
-    output: str | None = None
-    is_live: bool = False
+def Job(  # noqa: N802
+    name: str,
+    display_name: str | None = NAME,
+    create_time: datetime | None = OLD,
+    output: str | None = None,
+    is_live: bool = False,
+) -> ProviderJob:
+    state = BatchState.RUNNING if is_live else BatchState.SUCCEEDED
+    if not is_live and output is None:
+        state = BatchState.CANCELLED
+    job = ProviderJob(
+        name=name, display_name=display_name, create_time=create_time, output=output, state=state
+    )
+    assert job.is_live is is_live
+    return job
 
 
 def decide(files=(), jobs=(), view: PartView | None = None, **kwargs):
@@ -65,6 +79,11 @@ def decide(files=(), jobs=(), view: PartView | None = None, **kwargs):
 )
 def test_display_names(name, expected):
     assert parse_display_name(name) == expected
+
+
+def test_display_names_round_trip():
+    assert parse_display_name(layout.display_name(*REF)) == REF
+    assert layout.display_name(*REF) == NAME
 
 
 def test_owned_parts_come_from_display_names_only():
