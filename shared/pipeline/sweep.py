@@ -58,12 +58,14 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from shared.apikeys import ApiKeyPool
 from shared.errors import NotFoundError, ProviderError, RunNotFoundError, ShardlineError
-from shared.provider import BatchProvider, ProviderFile, ProviderJob
+from shared.provider import BatchProvider, ProviderFile, ProviderJob, build_provider
 from shared.run import layout
 from shared.run.records import utcnow
 from shared.run.registry import RunRegistry
 from shared.run.store import RunStore
+from shared.settings import Settings
 from shared.storage import open_storage
 
 log = logging.getLogger("shardline.sweep")
@@ -393,6 +395,36 @@ def sweep(
         _carry_out(plan, provider, report, dry_run=dry_run)
     report.kept = dict(sorted(kept.items()))
     return report
+
+
+def sweep_orphans(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    runs: Iterable[str] | None = None,
+    now: datetime | None = None,
+) -> SweepReport:
+    """:func:`sweep` with every configured key and this deployment's run registry."""
+    pool = ApiKeyPool(settings.key_pool())
+    providers: dict[str, BatchProvider] = {}
+
+    def provider_for(key_fingerprint: str) -> BatchProvider:
+        if key_fingerprint not in providers:
+            providers[key_fingerprint] = build_provider(settings, pool.get(key_fingerprint))
+        return providers[key_fingerprint]
+
+    try:
+        return sweep(
+            pool.fingerprints,
+            provider_for,
+            RunRegistry(open_storage(settings.state_uri)),
+            dry_run=dry_run,
+            runs=runs,
+            now=now,
+        )
+    finally:
+        for provider in providers.values():
+            provider.close()
 
 
 def _carry_out(
