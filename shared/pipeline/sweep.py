@@ -24,9 +24,11 @@ sweep cannot tell a leak from someone else's live work; it counts them in the re
 What happens to a part's things, by what its records say (:class:`PartStatus`):
 
 =============  =========================================================================
-final          (collected, shard outcome written, or run merged) files deleted, live jobs
-               cancelled, finished jobs deleted (after their output file). No grace:
-               no step will use them again.
+final          (collected, shard outcome written, or run merged) files deleted and live
+               jobs cancelled at once: no step will use them again. The part's finished
+               job is kept (it holds no quota, and it is the provider's record of what
+               ``summary.json`` names); any other finished job of the part is deleted
+               after the grace period, its output file first.
 live           the file and job the records name are kept, and so is anything while the
                records name none yet (an upload or create in flight, or one a restarted
                task will adopt by display name). A *second* file or job of the part (the
@@ -249,17 +251,22 @@ def _job_verdict(
     view: PartView, job: ProviderJob, now: datetime, grace: timedelta
 ) -> tuple[ActionKind, str] | None:
     status = view.status
-    if status is PartStatus.FINAL:
-        return ("cancel_job", "part final") if job.is_live else ("delete_job", "part final")
-    if status not in (PartStatus.LIVE, PartStatus.CANCELLED, PartStatus.MISSING):
+    if status not in (PartStatus.FINAL, PartStatus.LIVE, PartStatus.CANCELLED,
+                      PartStatus.MISSING):
         return None
-    if status is PartStatus.CANCELLED and job.is_live:
+    if job.is_live and status is PartStatus.FINAL:
+        return ("cancel_job", "part final")
+    if job.is_live and status is PartStatus.CANCELLED:
         return ("cancel_job", "run cancelled")
     if status is PartStatus.MISSING:
         reason = "part has no record"
     elif view.job_name is not None and view.job_name != job.name:
         reason = "a second job of the part"
+    elif status is PartStatus.FINAL and view.job_name is None:
+        reason = "a job its final part never recorded"
     else:
+        # The part's own job (a finished one costs no quota and is the provider's record of
+        # the part), or one a create in flight will adopt by its display name.
         return None
     if not _aged(job.create_time, now, grace):
         return None

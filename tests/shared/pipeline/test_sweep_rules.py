@@ -92,18 +92,26 @@ def test_owned_parts_come_from_display_names_only():
     assert owned_parts(files, jobs) == {REF}
 
 
-def test_a_final_part_frees_everything_at_once_output_before_job():
+def test_a_final_part_frees_its_files_at_once_and_keeps_its_finished_job():
     view = PartView(PartStatus.FINAL, file_name="files/in", job_name="batches/1")
     files = [File("files/in", create_time=NEW), File("files/batch-1", None, 500, NEW)]
     jobs = [Job("batches/1", output="files/batch-1", create_time=NEW)]
     actions, plan = decide(files, jobs, view)
-    assert actions == [
-        ("delete_file", "files/in"),
-        ("delete_file", "files/batch-1"),
-        ("delete_job", "batches/1"),
-    ]
-    assert plan.actions[2].after == "files/batch-1"  # never orphan the output file
+    assert actions == [("delete_file", "files/in"), ("delete_file", "files/batch-1")]
     assert sum(a.size_bytes for a in plan.actions) == 600
+    assert plan.kept["part final"] == 1  # the job: no quota, the provider's record
+
+
+def test_another_finished_job_of_a_final_part_goes_after_its_output_file():
+    view = PartView(PartStatus.FINAL, file_name="files/in", job_name="batches/1")
+    files = [File("files/batch-2", None, 500)]
+    jobs = [Job("batches/1"), Job("batches/2", output="files/batch-2"),
+            Job("batches/3", create_time=NEW)]
+    actions, plan = decide(files, jobs, view)
+    assert actions == [("delete_file", "files/batch-2"), ("delete_job", "batches/2")]
+    assert plan.actions[1].after == "files/batch-2"  # never orphan the output file
+    unrecorded = decide(jobs=[Job("batches/9")], view=PartView(PartStatus.FINAL))[0]
+    assert unrecorded == [("delete_job", "batches/9")]
 
 
 def test_a_live_job_of_a_final_part_is_cancelled_not_deleted():
