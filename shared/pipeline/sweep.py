@@ -82,7 +82,7 @@ _DISPLAY_NAME = re.compile(
 )
 
 
-class PartRef(NamedTuple):
+class PartId(NamedTuple):
     """One part of one attempt of one shard of a run, as its display name spells it."""
 
     run_id: str
@@ -91,12 +91,12 @@ class PartRef(NamedTuple):
     part: int
 
 
-def parse_display_name(display_name: str | None) -> PartRef | None:
+def parse_display_name(display_name: str | None) -> PartId | None:
     """The part a Shardline display name stands for; None for any other name."""
     match = _DISPLAY_NAME.fullmatch(display_name or "")
     if match is None:
         return None
-    return PartRef(
+    return PartId(
         match["run"], int(match["shard"]), int(match["attempt"]), int(match["part"])
     )
 
@@ -131,7 +131,7 @@ class Action:
 
     kind: ActionKind
     name: str
-    part: PartRef
+    part: PartId
     reason: str
     size_bytes: int = 0
     after: str | None = None
@@ -145,7 +145,7 @@ class SweepPlan:
     kept: Counter[str] = field(default_factory=Counter)
 
 
-def owned_parts(files: Iterable[ProviderFile], jobs: Iterable[ProviderJob]) -> set[PartRef]:
+def owned_parts(files: Iterable[ProviderFile], jobs: Iterable[ProviderJob]) -> set[PartId]:
     """The parts whose records the sweep must read: every Shardline display name listed."""
     names = [f.display_name for f in files] + [j.display_name for j in jobs]
     return {part for part in map(parse_display_name, names) if part is not None}
@@ -154,7 +154,7 @@ def owned_parts(files: Iterable[ProviderFile], jobs: Iterable[ProviderJob]) -> s
 def plan_sweep(
     files: Iterable[ProviderFile],
     jobs: Iterable[ProviderJob],
-    views: Mapping[PartRef, PartView],
+    views: Mapping[PartId, PartView],
     *,
     now: datetime,
     grace: timedelta = SWEEP_GRACE,
@@ -203,7 +203,7 @@ def plan_sweep(
     return plan
 
 
-def _ref(job: ProviderJob | None) -> PartRef | None:
+def _ref(job: ProviderJob | None) -> PartId | None:
     return None if job is None else parse_display_name(job.display_name)
 
 
@@ -276,17 +276,17 @@ def _job_verdict(
 # ---- reading the records -------------------------------------------------------------------
 
 
-def read_views(parts: Iterable[PartRef], registry: RunRegistry) -> dict[PartRef, PartView]:
+def read_views(parts: Iterable[PartId], registry: RunRegistry) -> dict[PartId, PartView]:
     """What the records say about each part, reading each run once.
 
     A run the registry does not have is UNREGISTERED; a registered run without a readable
     manifest (storage failing, or pointing elsewhere) is UNREADABLE: a part is only MISSING
     when its run's records are there and say nothing about it.
     """
-    by_run: dict[str, list[PartRef]] = {}
+    by_run: dict[str, list[PartId]] = {}
     for ref in parts:
         by_run.setdefault(ref.run_id, []).append(ref)
-    views: dict[PartRef, PartView] = {}
+    views: dict[PartId, PartView] = {}
     for run_id, refs in sorted(by_run.items()):
         try:
             entry = registry.lookup(run_id)
@@ -305,7 +305,7 @@ def read_views(parts: Iterable[PartRef], registry: RunRegistry) -> dict[PartRef,
     return views
 
 
-def _run_views(records: RunStore, refs: list[PartRef]) -> dict[PartRef, PartView]:
+def _run_views(records: RunStore, refs: list[PartId]) -> dict[PartId, PartView]:
     records.manifest()  # raises when the run's records are not there
     if records.summary() is not None:
         return dict.fromkeys(refs, PartView(PartStatus.FINAL))
@@ -481,5 +481,5 @@ def _act(action: Action, provider: BatchProvider, report: SweepReport, failed: s
     return True
 
 
-def _display(ref: PartRef) -> str:
+def _display(ref: PartId) -> str:
     return layout.display_name(*ref)

@@ -8,7 +8,7 @@ import pytest
 
 from shared.pipeline.sweep import (
     SWEEP_GRACE,
-    PartRef,
+    PartId,
     PartStatus,
     PartView,
     owned_parts,
@@ -23,7 +23,7 @@ NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 OLD = NOW - SWEEP_GRACE - timedelta(seconds=1)
 NEW = NOW - timedelta(seconds=30)
 RUN = "20261202-110000-1a2b3c4d"
-REF = PartRef(RUN, 3, 1, 0)
+REF = PartId(RUN, 3, 1, 0)
 NAME = f"shardline-{RUN}-s00003-a01-p000"
 
 
@@ -68,7 +68,7 @@ def decide(files=(), jobs=(), view: PartView | None = None, **kwargs):
         (NAME, REF),
         (
             "shardline-k-0123456789abcdef0123-s00000-a02-p010",
-            PartRef("k-0123456789abcdef0123", 0, 2, 10),
+            PartId("k-0123456789abcdef0123", 0, 2, 10),
         ),
         ("shardline-x-s1-a01-p000", None),  # too few digits: not ours
         ("shardline--s00001-a01-p000", None),
