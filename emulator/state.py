@@ -126,10 +126,22 @@ class Emulator:
             if session.create_time + self.config.file_ttl_seconds <= now:
                 self.store.delete_upload(session.id)  # abandoned or long finished
 
+    def visible(self, record: FileRecord) -> bool:
+        """Whether the Files API shows the file: a batch's output appears with the job's
+        results (SUCCEEDED and attached), not while its work runs ahead of the job's state.
+        The output of a deleted job stays visible (deleting a job keeps its output)."""
+        if record.source != "GENERATED":
+            return True
+        job = self.store.jobs.get(record.id.removeprefix("batch-"))
+        if job is None:
+            return True
+        self.jobs.refresh(job)
+        return self.jobs.output_visible(job)
+
     def live_file(self, file_id: str, owner: str) -> FileRecord | None:
-        """The file if it exists, belongs to ``owner`` and has not expired."""
+        """The file if it exists, belongs to ``owner``, is visible and has not expired."""
         record = self.store.files.get(file_id)
-        if record is None or record.owner != owner:
+        if record is None or record.owner != owner or not self.visible(record):
             return None
         if record.expiration_time <= self.clock.now():
             self.store.delete_file(file_id)

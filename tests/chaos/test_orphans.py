@@ -9,6 +9,8 @@ gone once the run is merged and beat's reconciler has passed, and things of othe
   upload is never resumed, so no record ever names the file the dead worker made; the
   cancelled run merges and deletes the files its records name. Only the sweep frees that one
   (the kind of leak issue #11 saw).
+- ``create.after_call``, then the run is cancelled, with jobs that stay pending: the job the
+  dead worker made is named by no record and nothing would ever cancel it; the sweep does.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tests.chaos.conftest import (
 from tests.fixtures.emulator import (
     FAST_TIME_SCALE,
     OTHER_KEY,
+    TERMINAL_STATES,
     TEST_KEY,
     EmulatorHandle,
     running_emulator,
@@ -61,14 +64,20 @@ def run_files(emulator: EmulatorHandle, run: Run) -> set[str]:
     }
 
 
-def play_beat_until(broker: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
+def live_jobs(emulator: EmulatorHandle, run: Run) -> list[str]:
+    return [j["name"] for j in run_jobs(emulator, run) if j["state"] not in TERMINAL_STATES]
+
+
+def play_beat_until(
+    broker: str, done: Callable[[], bool], left: Callable[[], str], timeout: float = 60.0
+) -> None:
     """Send ``shardline.reconcile`` every few seconds, as beat does, until ``done()``."""
     client = Celery("chaos-beat", broker=broker, set_as_current=False)
     deadline = time.monotonic() + timeout
     next_tick = time.monotonic()
     try:
         while not done():
-            assert time.monotonic() < deadline, "the reconciler's sweep never finished"
+            assert time.monotonic() < deadline, f"the sweep never finished: {left()} left"
             if time.monotonic() >= next_tick:
                 client.send_task(names.TASK_RECONCILE, queue=names.QUEUE)
                 next_tick = time.monotonic() + RECONCILE_EVERY
@@ -83,13 +92,17 @@ def play_beat_until(broker: str, done: Callable[[], bool], timeout: float = 60.0
         ("upload.after_finalize=kill", False),
         ("upload.after_chunk=kill@2", False),
         ("upload.after_finalize=kill", True),
+        ("create.after_call=kill", True),
     ],
 )
 def test_a_killed_worker_leaks_nothing(
     failpoints: str, cancel: bool, broker: str, workers: Workers, tmp_path: Path
 ) -> None:
     config = EmulatorConfig(
-        api_keys=[TEST_KEY, OTHER_KEY], time_scale=FAST_TIME_SCALE, upload_chunk_granularity=CHUNK
+        api_keys=[TEST_KEY, OTHER_KEY], time_scale=FAST_TIME_SCALE, upload_chunk_granularity=CHUNK,
+        # jobs of a cancelled run stay live until cancelled
+        faults={"jobs": [{"display_name_contains": "shardline-", "pending_seconds": 1e7}]}
+        if cancel else {},
     )
     with running_emulator(config) as emulator:
         foreign = foreign_things(emulator, tmp_path)
@@ -115,7 +128,11 @@ def test_a_killed_worker_leaks_nothing(
         else:
             assert_accounted(run, LINES)
             assert_one_job_per_part(emulator, run)
-        play_beat_until(broker, lambda: not run_files(emulator, run))
+        play_beat_until(
+            broker,
+            lambda: not run_files(emulator, run) and not live_jobs(emulator, run),
+            lambda: f"files {run_files(emulator, run)}, live jobs {live_jobs(emulator, run)}",
+        )
         assert foreign <= provider_names(emulator), "a foreign file or job was touched"
         clean = workers.started[-1]
         failed = [line for line in clean.log().splitlines()
