@@ -1,8 +1,9 @@
 """The orphan sweep: provider files and batch jobs Shardline made and no longer needs.
 
 A killed worker can leave things at the provider that no record will ever name again: an
-input file uploaded but not yet recorded (a second upload of the part then succeeds), the
-output file of a job nobody will collect, a job of a run whose records say it is over. They
+input file finalized but not yet recorded when its run was then cancelled (no upload resumes
+to adopt it), a job created but not yet recorded likewise, a second copy made by a duplicate
+delivery that died before deleting it, the output file of a job nobody will collect. They
 count against the project's 20 GB of files and 100 live jobs until the provider's 48 h
 expiry. The sweep lists each project's files and jobs, recognises Shardline's own, asks the
 run's records what became of each part, and frees what is finished or forgotten.
@@ -34,8 +35,9 @@ live           the file and job the records name are kept, and so is anything wh
                task will adopt by display name). A *second* file or job of the part (the
                records name another one) is a duplicate: deleted / cancelled after the
                grace period.
-cancelled      (the run's cancel marker, part not final) live jobs are cancelled; files
-               and finished jobs wait until the part is final (the cancel collects them).
+cancelled      (the run's cancel marker, part not final) live jobs are cancelled; the
+               file and finished job the records name wait until the part is final (the
+               cancel collects them); second copies go as for a live part.
 missing        (the run is registered, the part has no record) after the grace period,
                treated like a duplicate. The grace spares a record about to be written.
 unregistered   never touched (see above); unreadable records: never touched this time.
@@ -45,6 +47,11 @@ The decisions are the pure function :func:`plan_sweep`; :func:`sweep` lists, rea
 records (:func:`read_views`) and carries the actions out. It lists with every key of the
 pool (keys of one project see the same things; each is handled once), so a pool whose labels
 are wrong still has everything swept.
+
+Cost: each pass lists every file and batch job the keys see (pages of 100 and 1,000) and
+reads the records of each run that has something at the provider (a merged run: two small
+reads). The part's own finished jobs are kept, so the job listing grows with the jobs the
+provider retains.
 """
 
 from __future__ import annotations
@@ -365,18 +372,15 @@ def sweep(
     registry: RunRegistry,
     *,
     dry_run: bool = False,
-    runs: Iterable[str] | None = None,
     now: datetime | None = None,
     grace: timedelta = SWEEP_GRACE,
 ) -> SweepReport:
     """List what each key sees at the provider, free what is Shardline's and done with.
 
-    ``runs``: judge only things of these runs (e.g. a run just merged); the rest is kept.
     A key whose listing fails is reported in ``errors``; the others are still swept.
     """
     report = SweepReport(dry_run=dry_run)
     kept: Counter[str] = Counter()
-    only = None if runs is None else set(runs)
     seen_files: set[str] = set()
     seen_jobs: set[str] = set()
     moment = now or utcnow()
@@ -395,8 +399,6 @@ def sweep(
         report.jobs_seen += len(jobs)
         parts = owned_parts(files, jobs)
         views = read_views(parts, registry)
-        if only is not None:
-            views = {ref: view for ref, view in views.items() if ref.run_id in only}
         plan = plan_sweep(files, jobs, views, now=moment, grace=grace)
         kept.update(plan.kept)
         _carry_out(plan, provider, report, dry_run=dry_run)
@@ -408,7 +410,6 @@ def sweep_orphans(
     settings: Settings,
     *,
     dry_run: bool = False,
-    runs: Iterable[str] | None = None,
     now: datetime | None = None,
 ) -> SweepReport:
     """:func:`sweep` with every configured key and this deployment's run registry."""
@@ -426,7 +427,6 @@ def sweep_orphans(
             provider_for,
             RunRegistry(open_storage(settings.state_uri)),
             dry_run=dry_run,
-            runs=runs,
             now=now,
         )
     finally:
