@@ -16,6 +16,7 @@ from celery import Celery
 
 from shared import names
 from shared.coordination import coordination_redis
+from shared.malloc import pin_mmap_threshold
 from shared.settings import Settings, load_settings
 from workers import logs
 
@@ -124,6 +125,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Workers and the embedded run stream many large buffers: keep freed ones out of the RSS.
+pin_mmap_threshold()
 app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
