@@ -60,6 +60,8 @@ def main() -> None:
         "SHARDLINE_POLL_MAX_SECONDS": str(args.interval),
         "SHARDLINE_MAX_LIVE_JOBS_PER_KEY": str(args.jobs + 100),
         "SHARDLINE_SECRETS_DIR": "",
+        "SHARDLINE_INPUT_PREFIXES": str(work),
+        "SHARDLINE_OUTPUT_PREFIXES": str(work),
     }
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

@@ -18,6 +18,7 @@ from celery import Celery, signals
 from shared import names
 from shared.coordination import coordination_redis
 from shared.errors import ConfigError
+from shared.malloc import pin_mmap_threshold
 from shared.settings import Settings, load_settings, require_api_key
 from workers import logs
 
@@ -149,6 +150,8 @@ def _check_worker(**_: Any) -> None:
         refuse(exc)
 
 
+# Workers and the embedded run stream many large buffers: keep freed ones out of the RSS.
+pin_mmap_threshold()
 app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
