@@ -7,6 +7,8 @@ import time
 from shared.failpoints import failpoint
 from shared.jsonl import split_input
 from shared.pipeline.context import RunContext
+from shared.pipeline.finish import finish_shard
+from shared.pipeline.screen import screen_shards, to_send
 from shared.run import layout
 from shared.run.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
 from shared.storage import split_uri
@@ -34,6 +36,9 @@ def plan_run(ctx: RunContext) -> PlanRecord:
             source=manifest.spec.input_uri,
         )
     failpoint("plan.after_shards")
+    screened = screen_shards(
+        ctx, [ShardPlan.model_validate(shard.model_dump()) for shard in result.shards]
+    )
     record = PlanRecord(
         input_uri=manifest.spec.input_uri,
         lines=result.lines,
@@ -41,7 +46,10 @@ def plan_run(ctx: RunContext) -> PlanRecord:
         rejected=result.rejected,
         input_bytes=result.input_bytes,
         estimated_tokens=result.estimated_tokens,
-        shards=[ShardPlan.model_validate(shard.model_dump()) for shard in result.shards],
+        shards=screened.shards,
+        cached=screened.cached,
+        held=screened.held,
+        estimated_cost=screened.estimated_cost,
         seconds=time.monotonic() - started,
     )
     for shard in record.shards:
@@ -54,13 +62,17 @@ def plan_run(ctx: RunContext) -> PlanRecord:
                     PartPlan(
                         part=0,
                         input_key=layout.shard_input(shard.index),
-                        requests=shard.requests,
+                        requests=to_send(shard),
                         bytes=shard.bytes,
                         estimated_tokens=shard.estimated_tokens,
                     )
-                ],
+                ]
+                if to_send(shard)
+                else [],
             ),
         )
+        if not to_send(shard):  # all answered by the cache or held back: nothing to send
+            finish_shard(ctx, shard.index)
     planned = ctx.store.settle_plan(record)
     failpoint("plan.after_record")
     return planned

@@ -63,6 +63,17 @@ class RunSpec(BaseModel):
     labels: dict[str, str] = Field(
         default_factory=dict, description="Free-form labels, copied to the summary."
     )
+    cache: bool = Field(
+        default=True,
+        description="Answer requests seen in earlier runs from the request cache, and file "
+        "this run's responses there; false: every request goes to the provider, none is kept.",
+    )
+    max_cost: float | None = Field(
+        default=None,
+        gt=0,
+        description="Budget in USD: parts whose estimated cost would take the run past it "
+        "are not submitted (their lines end as BUDGET_EXCEEDED errors).",
+    )
 
     @field_validator("idempotency_key")
     @classmethod

@@ -1,0 +1,179 @@
+"""The plan's side of the cache: every accepted line looked up, in batches, hits set aside.
+
+After the split, the staged shards are read once more:
+
+1. each staged request is hashed (:mod:`shared.cache.keys`) and its ``(digest, line)``
+   written to a local file per bucket (256 buckets, by the digest's first two hex digits);
+2. per bucket, in a pool of threads (object storage latency is paid per bucket, not per
+   line): occurrence numbers are given in line order, the bucket's segments' indexes are
+   read and intersected with its keys, and the hits' responses fetched; misses' keys and
+   hits' result records go to local files in line order;
+3. the buckets' files are merged by line and dealt to the shards: a shard's hits become
+   ``cached.jsonl`` (outcome records, joined like any attempt's), its misses' keys
+   ``cache-keys.txt`` (what the collect stage files their responses under), and its staged
+   input is rewritten without the hits.
+
+Memory holds one bucket's keys and hits per thread (1/256 of the input each); local disk
+about 50 bytes per accepted line plus the hits' responses.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import BinaryIO
+
+import orjson
+from pydantic import BaseModel
+
+from shared.cache.keys import BUCKET_DIGITS, cache_key, request_bytes, request_digest
+from shared.cache.store import RequestCache
+from shared.jsonl.records import record_line_number, result_record, staged_line_number
+from shared.run import layout
+from shared.run.records import ShardPlan
+from shared.storage import Storage
+from shared.tokens import estimate_tokens
+
+BUCKETS = [f"{n:0{BUCKET_DIGITS}x}" for n in range(16**BUCKET_DIGITS)]
+LOOKUP_THREADS = 16
+
+
+class ShardCache(BaseModel):
+    """A shard after the lookup: ``cached`` lines answered, the rest still to send."""
+
+    index: int
+    cached: int
+    requests: int
+    bytes: int
+    estimated_tokens: int
+
+
+def apply_cache(
+    out: Storage,
+    cache: RequestCache,
+    space: bytes,
+    shards: list[ShardPlan],
+    *,
+    tmp_dir: str | None = None,
+) -> list[ShardCache]:
+    """Look every staged line of ``shards`` up in ``cache`` and set the hits aside."""
+    with tempfile.TemporaryDirectory(prefix="shardline-lookup-", dir=tmp_dir) as work:
+        present = _hash_lines(out, shards, space, work)
+        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+            list(pool.map(lambda bucket: _bucket(cache, bucket, work), present))
+        with ExitStack() as stack:
+            hits = heapq.merge(
+                *(stack.enter_context(open(_path(work, "hits", b), "rb")) for b in present),
+                key=record_line_number,
+            )
+            _deal(out, shards, hits, layout.shard_cached)
+        with ExitStack() as stack:
+            misses = heapq.merge(
+                *(stack.enter_context(open(_path(work, "keys", b), "rb")) for b in present),
+                key=_key_line,
+            )
+            _deal(out, shards, misses, layout.shard_cache_keys)
+    return [_drop_hits(out, shard) for shard in shards]
+
+
+def _path(work: str, what: str, bucket: str) -> str:
+    return os.path.join(work, f"{what}-{bucket}")
+
+
+def _key_line(row: bytes) -> int:
+    return int(row[: row.index(b" ")])
+
+
+def _hash_lines(out: Storage, shards: list[ShardPlan], space: bytes, work: str) -> list[str]:
+    """Pass 1: ``digest line`` rows into one local file per bucket; the buckets used."""
+    with ExitStack() as stack:
+        files: dict[bytes, BinaryIO] = {}
+        for shard in shards:
+            with out.open_read(layout.shard_input(shard.index)) as staged:
+                for record in staged:
+                    digest = request_digest(space, request_bytes(record))
+                    bucket = digest[:BUCKET_DIGITS]
+                    target = files.get(bucket)
+                    if target is None:
+                        path = _path(work, "lines", bucket.decode())
+                        target = files[bucket] = stack.enter_context(open(path, "wb"))
+                    target.write(b"%s %d\n" % (digest, staged_line_number(record)))
+        return sorted(bucket.decode() for bucket in files)
+
+
+def _bucket(cache: RequestCache, bucket: str, work: str) -> None:
+    """Pass 2 for one bucket: keys with their occurrence numbers, the lookup, the fetch."""
+    seen: dict[bytes, int] = {}
+    lines: dict[bytes, int] = {}
+    order: list[tuple[int, bytes]] = []
+    with open(_path(work, "lines", bucket), "rb") as rows:
+        for row in rows:
+            digest, line_text = row.split()
+            occurrence = seen.get(digest, 0)
+            seen[digest] = occurrence + 1
+            key = cache_key(digest, occurrence)
+            line = int(line_text)
+            lines[key] = line
+            order.append((line, key))
+    hits = cache.lookup(bucket, set(lines))
+    found = sorted((lines[key], value) for key, value in cache.fetch(hits))
+    with open(_path(work, "hits", bucket), "wb") as out:
+        out.writelines(result_record(line, value) for line, value in found)
+    with open(_path(work, "keys", bucket), "wb") as out:
+        out.writelines(b"%d %s\n" % (line, key) for line, key in order if key not in hits)
+
+
+def _deal(
+    out: Storage, shards: list[ShardPlan], rows: Iterator[bytes], name: Callable[[int], str]
+) -> None:
+    """Write line-ordered ``rows`` to each shard's object ``name(shard)`` (none if empty)."""
+    position = 0
+    with ExitStack() as stack:
+        target: BinaryIO | None = None
+        for row in rows:
+            line = record_line_number(row) if row.startswith(b"{") else _key_line(row)
+            while shards[position].last_line < line:
+                position += 1
+                stack.close()
+                target = None
+            if target is None:
+                target = stack.enter_context(out.open_write(name(shards[position].index)))
+            target.write(row)
+
+
+def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
+    """Rewrite the shard's staged input without its cached lines."""
+    cached_key = layout.shard_cached(shard.index)
+    if not out.exists(cached_key):
+        return ShardCache(index=shard.index, cached=0, requests=shard.requests,
+                          bytes=shard.bytes, estimated_tokens=shard.estimated_tokens)
+    cached = dropped_bytes = dropped_tokens = 0
+    input_key = layout.shard_input(shard.index)
+    with (
+        out.open_read(cached_key) as hits,
+        out.open_read(input_key) as source,
+        out.open_write(input_key) as target,
+    ):
+        drops = (record_line_number(record) for record in hits)
+        drop = next(drops, None)
+        for record in source:
+            if drop is not None and staged_line_number(record) == drop:
+                cached += 1
+                dropped_bytes += len(record)
+                dropped_tokens += estimate_tokens(orjson.loads(request_bytes(record)))
+                drop = next(drops, None)
+                continue
+            target.write(record)
+    if cached == shard.requests:
+        out.delete(input_key)
+    return ShardCache(
+        index=shard.index,
+        cached=cached,
+        requests=shard.requests - cached,
+        bytes=shard.bytes - dropped_bytes,
+        estimated_tokens=shard.estimated_tokens - dropped_tokens,
+    )
