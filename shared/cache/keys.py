@@ -28,8 +28,10 @@ import hashlib
 FORMAT = b"shardline-cache/1"
 PROVIDER = "gemini"
 DIGEST_BYTES = 16
-#: Keys are filed in buckets by their first hex digits: 256 buckets.
-BUCKET_DIGITS = 2
+#: Keys are filed in buckets by their first hex digit: 16 buckets. Each collected part
+#: writes at most one segment per bucket (so a small part makes few objects), and a plan's
+#: lookup holds one bucket's share of the input's keys per thread (1/16 of them).
+BUCKET_DIGITS = 1
 
 
 def namespace(*, endpoint: str, model: str, kind: str, provider: str = PROVIDER) -> bytes:

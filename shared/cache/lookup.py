@@ -3,7 +3,7 @@
 After the split, the staged shards are read once more:
 
 1. each staged request is hashed (:mod:`shared.cache.keys`) and its ``(digest, line)``
-   written to a local file per bucket (256 buckets, by the digest's first two hex digits);
+   written to a local file per bucket (16 buckets, by the digest's first hex digit);
 2. per bucket, in a pool of threads (object storage latency is paid per bucket, not per
    line): occurrence numbers are given in line order, the bucket's segments' indexes are
    read and intersected with its keys, and the hits' responses fetched; misses' keys and
@@ -13,8 +13,9 @@ After the split, the staged shards are read once more:
    ``cache-keys.txt`` (what the collect stage files their responses under), and its staged
    input is rewritten without the hits.
 
-Memory holds one bucket's keys and hits per thread (1/256 of the input each); local disk
-about 50 bytes per accepted line plus the hits' responses.
+Memory holds one bucket's keys and hits per thread (1/16 of the input's, about 200 bytes a
+line; ``LOOKUP_THREADS`` at once); local disk about 50 bytes per accepted line plus the
+hits' responses.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ from shared.run.records import ShardPlan
 from shared.storage import Storage
 from shared.tokens import estimate_tokens
 
-BUCKETS = [f"{n:0{BUCKET_DIGITS}x}" for n in range(16**BUCKET_DIGITS)]
-LOOKUP_THREADS = 16
+LOOKUP_THREADS = 4
 
 
 class ShardCache(BaseModel):

@@ -1,8 +1,12 @@
 """How a task runs a stage and decides whether to retry: the one place for that policy.
 
 - ``RetryLater`` (a quota, a budget, a job still running) → countdown retry, unbounded.
-- A transient provider error (429, 5xx, connection) → countdown retry honouring the
-  provider's delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
+- A 429 (``RateLimitError``: requests per minute, enqueued tokens, or the spend limit per
+  project per 10 minutes) → countdown retry after the provider's delay (else backoff), and
+  not counted as a failure: the provider asks us to wait, it did not fail. Unbounded, like
+  any other wait; ``shardline cancel`` ends it.
+- A transient provider error (5xx, connection) → countdown retry honouring the provider's
+  delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
   still ends and the chord still fires. Without a handler the exception propagates.
@@ -18,7 +22,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from shared.backoff import backoff_delay
-from shared.errors import ProviderError, RetryLater
+from shared.errors import ProviderError, RateLimitError, RetryLater
 from shared.pipeline.context import RunContext, run_context
 from workers.app import app
 
@@ -65,6 +69,12 @@ def run_stage(
         except RetryLater as exc:
             log.info("%s %s: waiting: %s", task.name, run_id, exc)
             raise retry(task, exc.countdown, failures=0) from None
+        except RateLimitError as exc:
+            countdown = exc.retry_delay or backoff_delay(
+                task.request.retries, base=2.0, factor=2.0, cap=300.0, jitter=0.2
+            )
+            log.info("%s %s: rate limited, waiting %.1fs: %s", task.name, run_id, countdown, exc)
+            raise retry(task, countdown, failures=failures) from None
         except ProviderError as exc:
             if exc.retryable and failures < MAX_TRANSIENT_FAILURES:
                 countdown = exc.retry_delay or backoff_delay(
