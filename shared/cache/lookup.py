@@ -151,7 +151,7 @@ def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
     if not out.exists(cached_key):
         return ShardCache(index=shard.index, cached=0, requests=shard.requests,
                           bytes=shard.bytes, estimated_tokens=shard.estimated_tokens)
-    cached = dropped_bytes = dropped_tokens = 0
+    cached = dropped_bytes = kept_tokens = 0
     input_key = layout.shard_input(shard.index)
     with (
         out.open_read(cached_key) as hits,
@@ -164,10 +164,12 @@ def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
             if drop is not None and staged_line_number(record) == drop:
                 cached += 1
                 dropped_bytes += len(record)
-                dropped_tokens += estimate_tokens(orjson.loads(request_bytes(record)))
                 drop = next(drops, None)
                 continue
             target.write(record)
+            # The lines still to send are estimated again (the split's per-line figures are
+            # not kept): no parse at all when the cache answers the whole shard.
+            kept_tokens += estimate_tokens(orjson.loads(request_bytes(record)))
     if cached == shard.requests:
         out.delete(input_key)
     return ShardCache(
@@ -175,5 +177,5 @@ def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
         cached=cached,
         requests=shard.requests - cached,
         bytes=shard.bytes - dropped_bytes,
-        estimated_tokens=shard.estimated_tokens - dropped_tokens,
+        estimated_tokens=kept_tokens,
     )
