@@ -13,9 +13,9 @@ After the split, the staged shards are read once more:
    ``cache-keys.txt`` (what the collect stage files their responses under), and its staged
    input is rewritten without the hits.
 
-Memory holds one bucket's keys and hits per thread (1/16 of the input's, about 200 bytes a
-line; ``LOOKUP_THREADS`` at once); local disk about 50 bytes per accepted line plus the
-hits' responses.
+Memory holds one bucket's keys per thread (1/16 of the input's, about 200 bytes a line;
+``LOOKUP_THREADS`` at once) and at most ``HITS_SORT_BYTES`` of its hits; local disk about 50
+bytes per accepted line plus the hits' responses.
 """
 
 from __future__ import annotations
@@ -34,12 +34,15 @@ from pydantic import BaseModel
 from shared.cache.keys import BUCKET_DIGITS, cache_key, request_bytes, request_digest
 from shared.cache.store import RequestCache
 from shared.jsonl.records import record_line_number, result_record, staged_line_number
+from shared.jsonl.sort import LineSorter
 from shared.run import layout
 from shared.run.records import ShardPlan
 from shared.storage import Storage
 from shared.tokens import estimate_tokens
 
 LOOKUP_THREADS = 4
+#: Per lookup thread: the hits' responses waiting to be put in line order.
+HITS_SORT_BYTES = 16 * 1024 * 1024
 
 
 class ShardCache(BaseModel):
@@ -120,9 +123,13 @@ def _bucket(cache: RequestCache, bucket: str, work: str) -> None:
             lines[key] = line
             order.append((line, key))
     hits = cache.lookup(bucket, set(lines))
-    found = sorted((lines[key], value) for key, value in cache.fetch(hits))
-    with open(_path(work, "hits", bucket), "wb") as out:
-        out.writelines(result_record(line, value) for line, value in found)
+    # Responses arrive in storage order; sorted by line in a bounded buffer (spilled to
+    # ``work`` beyond it), so a bucket of large responses does not sit in memory.
+    with LineSorter(record_line_number, memory_bytes=HITS_SORT_BYTES, tmp_dir=work) as found:
+        for key, value in cache.fetch(hits):
+            found.add_keyed(lines[key], result_record(lines[key], value))
+        with open(_path(work, "hits", bucket), "wb") as out:
+            out.writelines(found.sorted())
     with open(_path(work, "keys", bucket), "wb") as out:
         out.writelines(b"%d %s\n" % (line, key) for line, key in order if key not in hits)
 
