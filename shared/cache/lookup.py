@@ -111,17 +111,14 @@ def _hash_lines(out: Storage, shards: list[ShardPlan], space: bytes, work: str) 
 def _bucket(cache: RequestCache, bucket: str, work: str) -> None:
     """Pass 2 for one bucket: keys with their occurrence numbers, the lookup, the fetch."""
     seen: dict[bytes, int] = {}
-    lines: dict[bytes, int] = {}
-    order: list[tuple[int, bytes]] = []
+    lines: dict[bytes, int] = {}  # key -> line, in line order (insertion order)
     with open(_path(work, "lines", bucket), "rb") as rows:
         for row in rows:
             digest, line_text = row.split()
             occurrence = seen.get(digest, 0)
             seen[digest] = occurrence + 1
-            key = cache_key(digest, occurrence)
-            line = int(line_text)
-            lines[key] = line
-            order.append((line, key))
+            lines[cache_key(digest, occurrence)] = int(line_text)
+    del seen
     hits = cache.lookup(bucket, set(lines))
     # Responses arrive in storage order; sorted by line in a bounded buffer (spilled to
     # ``work`` beyond it), so a bucket of large responses does not sit in memory.
@@ -131,7 +128,7 @@ def _bucket(cache: RequestCache, bucket: str, work: str) -> None:
         with open(_path(work, "hits", bucket), "wb") as out:
             out.writelines(found.sorted())
     with open(_path(work, "keys", bucket), "wb") as out:
-        out.writelines(b"%d %s\n" % (line, key) for line, key in order if key not in hits)
+        out.writelines(b"%d %s\n" % (line, key) for key, line in lines.items() if key not in hits)
 
 
 def _deal(
