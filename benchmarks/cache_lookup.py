@@ -80,6 +80,15 @@ def fill(run_uri: str, cache_uri: str, shards: list[dict[str, Any]]) -> int:
     return total
 
 
+def warm_up(cache_uri: str) -> None:
+    """Create the bucket (SeaweedFS creates it on the first write)."""
+    open_storage(cache_uri).write_bytes("warm-up", b"x")
+
+
+def clean_up(cache_uri: str) -> int:
+    return open_storage(cache_uri.rsplit("/", 1)[0]).delete_prefix("")
+
+
 def in_child(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float, int]:
     """``fn(*args)`` in a child: (result, wall s, cpu s, peak RSS bytes)."""
     parent, child = multiprocessing.Pipe()
@@ -93,7 +102,12 @@ def in_child(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float, int
 
     process = multiprocessing.get_context("fork").Process(target=run)
     process.start()
-    value = parent.recv()
+    child.close()
+    try:
+        value = parent.recv()
+    except EOFError:
+        raise SystemExit(f"{fn.__name__} died (exit code {process.join() or process.exitcode})"
+                         ) from None
     process.join()
     return value  # type: ignore[no-any-return]
 
@@ -113,7 +127,8 @@ def main() -> None:
             os.environ.setdefault("AWS_ACCESS_KEY_ID", "shardline")
             os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "shardline-secret")
             cache_uri = f"s3://bench-cache-{uuid.uuid4().hex[:10]}/cache"
-            open_storage(cache_uri).write_bytes("warm-up", b"x")
+            # Storage clients start threads: only ever in the children (they fork).
+            in_child(warm_up, cache_uri)
         else:
             cache_uri = str(root / "cache")
         run_uri = str(root / "run")
@@ -129,7 +144,7 @@ def main() -> None:
         hits, wall, cpu, rss = in_child(lookup, run_uri, cache_uri, shards)
         rows.append(("apply_cache, 100 % hits", wall, cpu, rss, f"{hits:,} hits"))
         if args.s3_endpoint:
-            open_storage(cache_uri.rsplit("/", 1)[0]).delete_prefix("")
+            in_child(clean_up, cache_uri)
     where = f"S3 at {args.s3_endpoint}" if args.s3_endpoint else "local disk"
     print(f"\n{args.lines:,} lines, cache on {where}\n")
     print("| step | wall s | CPU s | µs/line (wall) | peak RSS | |")
