@@ -3,19 +3,21 @@
 After the split, the staged shards are read once more:
 
 1. each staged request is hashed (:mod:`shared.cache.keys`) and its ``(digest, line)``
-   written to a local file per bucket (16 buckets, by the digest's first hex digit);
+   written to a local file per *slice* (256 slices, by the digest's first two hex digits;
+   the cache's 16 buckets hold 16 slices each);
 2. per bucket, in a pool of threads (object storage latency is paid per bucket, not per
-   line): occurrence numbers are given in line order, the bucket's segments' indexes are
-   read and intersected with its keys, and the hits' responses fetched; misses' keys and
-   hits' result records go to local files in line order;
+   line): the bucket's segments' indexes are downloaded once to a local file; then per
+   slice, occurrence numbers are given in line order, the slice's keys looked up in that
+   file, and the hits' responses fetched; misses' keys and hits' result records go to
+   local files in line order;
 3. the buckets' files are merged by line and dealt to the shards: a shard's hits become
    ``cached.jsonl`` (outcome records, joined like any attempt's), its misses' keys
    ``cache-keys.txt`` (what the collect stage files their responses under), and its staged
    input is rewritten without the hits.
 
-Memory holds one bucket's keys per thread (1/16 of the input's, about 200 bytes a line;
+Memory holds one slice's keys per thread (1/256 of the input's, about 250 bytes a line;
 ``LOOKUP_THREADS`` at once) and at most ``HITS_SORT_BYTES`` of its hits; local disk about 50
-bytes per accepted line plus the hits' responses.
+bytes per accepted line, the hits' responses, and the cache's index (~60 bytes an entry).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.cache.keys import BUCKET_DIGITS, cache_key, request_bytes, request_digest
+from shared.cache.segments import Hit
 from shared.cache.store import RequestCache
 from shared.jsonl.records import record_line_number, result_record, staged_line_number
 from shared.jsonl.sort import LineSorter
@@ -41,6 +44,8 @@ from shared.storage import Storage
 from shared.tokens import estimate_tokens
 
 LOOKUP_THREADS = 4
+#: Keys are looked up in slices of the cache's buckets: 256 slices (two hex digits).
+SLICE_DIGITS = 2
 #: Per lookup thread: the hits' responses waiting to be put in line order.
 HITS_SORT_BYTES = 16 * 1024 * 1024
 
@@ -66,8 +71,9 @@ def apply_cache(
     """Look every staged line of ``shards`` up in ``cache`` and set the hits aside."""
     with tempfile.TemporaryDirectory(prefix="shardline-lookup-", dir=tmp_dir) as work:
         present = _hash_lines(out, shards, space, work)
+        buckets = sorted({piece[:BUCKET_DIGITS] for piece in present})
         with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-            list(pool.map(lambda bucket: _bucket(cache, bucket, work), present))
+            list(pool.map(lambda bucket: _bucket(cache, bucket, present, work), buckets))
         with ExitStack() as stack:
             hits = heapq.merge(
                 *(stack.enter_context(open(_path(work, "hits", b), "rb")) for b in present),
@@ -92,14 +98,14 @@ def _key_line(row: bytes) -> int:
 
 
 def _hash_lines(out: Storage, shards: list[ShardPlan], space: bytes, work: str) -> list[str]:
-    """Pass 1: ``digest line`` rows into one local file per bucket; the buckets used."""
+    """Pass 1: ``digest line`` rows into one local file per slice; the slices used."""
     with ExitStack() as stack:
         files: dict[bytes, BinaryIO] = {}
         for shard in shards:
             with out.open_read(layout.shard_input(shard.index)) as staged:
                 for record in staged:
                     digest = request_digest(space, request_bytes(record))
-                    bucket = digest[:BUCKET_DIGITS]
+                    bucket = digest[:SLICE_DIGITS]
                     target = files.get(bucket)
                     if target is None:
                         path = _path(work, "lines", bucket.decode())
@@ -108,26 +114,46 @@ def _hash_lines(out: Storage, shards: list[ShardPlan], space: bytes, work: str) 
         return sorted(bucket.decode() for bucket in files)
 
 
-def _bucket(cache: RequestCache, bucket: str, work: str) -> None:
-    """Pass 2 for one bucket: keys with their occurrence numbers, the lookup, the fetch."""
+def _bucket(cache: RequestCache, bucket: str, present: list[str], work: str) -> None:
+    """Pass 2 for one bucket: its index downloaded once, split by slice, then each slice."""
+    pieces = [piece for piece in present if piece.startswith(bucket)]
+    with ExitStack() as stack:
+        index = {piece.encode(): stack.enter_context(open(_path(work, "index", piece), "wb"))
+                 for piece in pieces}
+        for key, hit in cache.index_rows(bucket):
+            target = index.get(key[:SLICE_DIGITS])
+            if target is not None:  # a slice with no line of this run is not looked up
+                target.write(b"%s %s %d %d\n" % (key, hit.segment.encode(), hit.offset,
+                                                   hit.length))
+    for piece in pieces:
+        _slice(cache, piece, work)
+
+
+def _slice(cache: RequestCache, piece: str, work: str) -> None:
+    """One slice: keys with their occurrence numbers, the lookup, the fetch."""
     seen: dict[bytes, int] = {}
     lines: dict[bytes, int] = {}  # key -> line, in line order (insertion order)
-    with open(_path(work, "lines", bucket), "rb") as rows:
+    with open(_path(work, "lines", piece), "rb") as rows:
         for row in rows:
             digest, line_text = row.split()
             occurrence = seen.get(digest, 0)
             seen[digest] = occurrence + 1
             lines[cache_key(digest, occurrence)] = int(line_text)
     del seen
-    hits = cache.lookup(bucket, set(lines))
+    hits: dict[bytes, Hit] = {}
+    with open(_path(work, "index", piece), "rb") as index:
+        for row in index:
+            key, segment, offset, length = row.split()
+            if key in lines and key not in hits:  # newest first: the first one wins
+                hits[key] = Hit(segment.decode(), int(offset), int(length))
     # Responses arrive in storage order; sorted by line in a bounded buffer (spilled to
-    # ``work`` beyond it), so a bucket of large responses does not sit in memory.
+    # ``work`` beyond it), so a slice of large responses does not sit in memory.
     with LineSorter(record_line_number, memory_bytes=HITS_SORT_BYTES, tmp_dir=work) as found:
         for key, value in cache.fetch(hits):
             found.add_keyed(lines[key], result_record(lines[key], value))
-        with open(_path(work, "hits", bucket), "wb") as out:
+        with open(_path(work, "hits", piece), "wb") as out:
             out.writelines(found.sorted())
-    with open(_path(work, "keys", bucket), "wb") as out:
+    with open(_path(work, "keys", piece), "wb") as out:
         out.writelines(b"%d %s\n" % (line, key) for key, line in lines.items() if key not in hits)
 
 

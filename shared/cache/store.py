@@ -75,20 +75,22 @@ class RequestCache:
         found.sort(key=lambda info: info.key, reverse=True)
         return found
 
-    def lookup(self, bucket: str, wanted: set[bytes]) -> dict[bytes, Hit]:
-        """Which of ``wanted`` (keys of one bucket) are cached, and where. Reads only the
-        bucket's listing and its segments' indexes."""
-        hits: dict[bytes, Hit] = {}
-        if not wanted:
-            return hits
+    def index_rows(self, bucket: str) -> Iterator[tuple[bytes, Hit]]:
+        """Every entry of the bucket, newest segment first: reads only the listing and the
+        segments' headers and indexes, never a response."""
         for info in self.segments(bucket):
             with self.storage.open_read(info.key) as reader:
                 start, entries = read_index(info.key, reader)
             for key, offset, length in entries:
+                yield key, Hit(info.key, start + offset, length)
+
+    def lookup(self, bucket: str, wanted: set[bytes]) -> dict[bytes, Hit]:
+        """Which of ``wanted`` (keys of one bucket) are cached, and where (newest wins)."""
+        hits: dict[bytes, Hit] = {}
+        if wanted:
+            for key, hit in self.index_rows(bucket):
                 if key in wanted and key not in hits:
-                    hits[key] = Hit(info.key, start + offset, length)
-            if len(hits) == len(wanted):
-                break
+                    hits[key] = hit
         return hits
 
     def fetch(self, hits: dict[bytes, Hit]) -> Iterator[tuple[bytes, bytes]]:
