@@ -51,11 +51,11 @@ HITS_SORT_BYTES = 16 * 1024 * 1024
 
 
 class ShardCache(BaseModel):
-    """A shard after the lookup: ``cached`` lines answered, the rest still to send."""
+    """A shard after the lookup: ``cached`` lines answered; the staged input left to send
+    is ``bytes`` long, ``estimated_tokens`` of input."""
 
     index: int
     cached: int
-    requests: int
     bytes: int
     estimated_tokens: int
 
@@ -179,8 +179,8 @@ def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
     """Rewrite the shard's staged input without its cached lines."""
     cached_key = layout.shard_cached(shard.index)
     if not out.exists(cached_key):
-        return ShardCache(index=shard.index, cached=0, requests=shard.requests,
-                          bytes=shard.bytes, estimated_tokens=shard.estimated_tokens)
+        return ShardCache(index=shard.index, cached=0, bytes=shard.bytes,
+                          estimated_tokens=shard.estimated_tokens)
     cached = dropped_bytes = kept_tokens = 0
     input_key = layout.shard_input(shard.index)
     with (
@@ -205,7 +205,6 @@ def _drop_hits(out: Storage, shard: ShardPlan) -> ShardCache:
     return ShardCache(
         index=shard.index,
         cached=cached,
-        requests=shard.requests - cached,
         bytes=shard.bytes - dropped_bytes,
         estimated_tokens=kept_tokens,
     )
