@@ -6,11 +6,12 @@ A segment is one object ``v1/<bucket>/<written ms>-<random>.seg``::
     <key> <offset> <length>\\n        one per entry, sorted by key (the index)
     <response bytes>...               the data, each entry's response JSON
 
-Offsets count from the end of the index. A lookup reads only headers and indexes (a few
-dozen bytes per entry), and then, for the segments holding hits, one ranged read each from
-the first hit to the last; responses that are not wanted are never downloaded at a 0 %
-hit rate. Segments are written whole (``open_write`` is atomic), so a reader never sees a
-half-written one; the time in the name is what eviction by age reads.
+Offsets count from the end of the index. Index and data are both in key order. A lookup
+reads only headers and indexes (a few dozen bytes per entry), and then, for the segments
+holding hits, one ranged read per run of nearby hits; responses that are not wanted are
+never downloaded at a 0 % hit rate. Segments are written whole (``open_write`` is
+atomic), so a reader never sees a half-written one; the time in the name is what eviction
+by age reads.
 """
 
 from __future__ import annotations
@@ -51,14 +52,22 @@ def written_ms(key: str) -> int:
 def write_segment(target: BinaryIO, entries: list[tuple[bytes, int, int]], data: BinaryIO
                   ) -> None:
     """Write a segment: ``entries`` are ``(key, offset, length)`` into ``data`` (a local
-    file holding the responses back to back)."""
+    file holding the responses back to back, in any order).
+
+    The data is written in key order, like the index, so the keys of one lookup slice (a
+    key prefix) are one contiguous range of the object: one ranged read each."""
     entries.sort()
-    index = b"".join(b"%s %d %d\n" % entry for entry in entries)
-    target.write(b"%s %d %d\n" % (MAGIC, len(entries), len(index)))
-    target.write(index)
-    data.seek(0)
-    while chunk := data.read(1 << 20):
-        target.write(chunk)
+    index = []
+    position = 0
+    for key, _offset, length in entries:
+        index.append(b"%s %d %d\n" % (key, position, length))
+        position += length
+    body = b"".join(index)
+    target.write(b"%s %d %d\n" % (MAGIC, len(entries), len(body)))
+    target.write(body)
+    for _key, offset, length in entries:
+        data.seek(offset)
+        target.write(data.read(length))
 
 
 def read_index(segment: str, reader: BinaryIO) -> tuple[int, list[tuple[bytes, int, int]]]:
