@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from shared.cache.keys import BUCKET_DIGITS, cache_key, request_bytes, request_digest
 from shared.cache.segments import Hit
 from shared.cache.store import RequestCache
+from shared.errors import CacheUnavailableError, StorageError
 from shared.jsonl.records import record_line_number, result_record, staged_line_number
 from shared.jsonl.sort import LineSorter
 from shared.run import layout
@@ -72,8 +73,11 @@ def apply_cache(
     with tempfile.TemporaryDirectory(prefix="shardline-lookup-", dir=tmp_dir) as work:
         present = _hash_lines(out, shards, space, work)
         buckets = sorted({piece[:BUCKET_DIGITS] for piece in present})
-        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-            list(pool.map(lambda bucket: _bucket(cache, bucket, present, work), buckets))
+        try:  # only the cache's storage and local files: nothing of the run is written yet
+            with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+                list(pool.map(lambda bucket: _bucket(cache, bucket, present, work), buckets))
+        except StorageError as exc:
+            raise CacheUnavailableError(f"request cache {cache.storage.uri}: {exc}") from exc
         with ExitStack() as stack:
             hits = heapq.merge(
                 *(stack.enter_context(open(_path(work, "hits", b), "rb")) for b in present),

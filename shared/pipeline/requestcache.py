@@ -3,10 +3,15 @@ of a collected part's responses (the plan's lookups are in :mod:`shared.pipeline
 
 from __future__ import annotations
 
+import logging
+
 from shared.cache import RequestCache, namespace, remember_part
+from shared.errors import StorageError
 from shared.pipeline.context import RunContext
 from shared.run import layout
 from shared.storage import open_storage
+
+log = logging.getLogger("shardline.cache")
 
 
 def request_cache(ctx: RunContext) -> RequestCache | None:
@@ -29,8 +34,15 @@ def remember_collected(ctx: RunContext, shard: int, attempt: int, part: int) -> 
     keys = layout.shard_cache_keys(shard)
     if cache is None or not ctx.storage.exists(keys):
         return 0
-    with (
-        ctx.storage.open_read(layout.part_results(shard, attempt, part)) as results,
-        ctx.storage.open_read(keys) as key_rows,
-    ):
-        return remember_part(cache, results, key_rows)
+    try:
+        with (
+            ctx.storage.open_read(layout.part_results(shard, attempt, part)) as results,
+            ctx.storage.open_read(keys) as key_rows,
+        ):
+            return remember_part(cache, results, key_rows)
+    except StorageError as exc:
+        # The cache only saves money: a part whose responses cannot be kept is still
+        # collected (failing here would end good results as errors).
+        log.warning("request cache %s: shard %d a%d p%d not kept: %s",
+                    cache.storage.uri, shard, attempt, part, exc)
+        return 0

@@ -10,11 +10,13 @@ job); :func:`shared.pipeline.finish.finish_shard` joins these files like an atte
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel
 
 from shared.budget import affordable, budget_error, part_estimate
 from shared.cache import RequestCache, apply_cache
-from shared.errors import InputError
+from shared.errors import CacheUnavailableError, InputError
 from shared.jsonl.records import error_record, staged_line_number
 from shared.pipeline.context import RunContext
 from shared.pipeline.requestcache import cache_space, request_cache
@@ -22,6 +24,8 @@ from shared.pricing import price_of
 from shared.run import layout
 from shared.run.records import CostEstimate, ShardPlan
 from shared.storage import Storage
+
+log = logging.getLogger("shardline.cache")
 
 
 class Screened(BaseModel):
@@ -57,7 +61,12 @@ def screen(
     if max_cost is not None and price_of(model) is None:
         raise InputError(f"max_cost needs a price for {model}, and the price table has none")
     if cache is not None and shards:
-        for found in apply_cache(storage, cache, space, shards):
+        try:
+            applied = apply_cache(storage, cache, space, shards)
+        except CacheUnavailableError as exc:
+            log.warning("%s; planning without it", exc)
+            applied = []
+        for found in applied:
             shard = shards[found.index]
             shards[found.index] = shard.model_copy(update={
                 "cached": found.cached, "bytes": found.bytes,

@@ -129,3 +129,23 @@ def test_a_partly_cached_shard_joins_hits_and_answers_in_input_order(harness) ->
     assert [r["n"] for r in _results(ctx)] == list(range(1, 31))
     shard = ctx.store.attempt(0, 1)
     assert shard is not None and shard.parts[0].requests == 3  # x1, x3, x5 of x0..x6
+
+
+def test_a_broken_cache_costs_the_savings_not_the_run(harness) -> None:
+    cache_root = Path(harness.settings.cache_location())
+    cache_root.mkdir(parents=True)
+    (cache_root / "v1").write_text("not a directory")  # every read and write of it fails
+    ctx = _start(harness, [f"b{n}" for n in range(15)])
+    summary = harness.run(ctx)
+    assert summary.state == "succeeded" and summary.counts.results == 15
+    assert summary.counts.cached == 0 and _sent(harness) == 15
+
+
+def test_a_corrupt_segment_makes_the_plan_go_without_the_cache(harness) -> None:
+    prompts = [f"c{n}" for n in range(15)]
+    harness.run(_start(harness, prompts))
+    cache = RequestCache(open_storage(harness.settings.cache_location()))
+    segment = next(iter(cache.storage.list("v1/")))
+    cache.storage.write_bytes(segment.key, b"garbage\n")
+    summary = harness.run(_start(harness, prompts))
+    assert summary.state == "succeeded" and summary.counts.cached == 0 and _sent(harness) == 30
