@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from datetime import timedelta
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -71,16 +72,21 @@ def cmd_cache(args: argparse.Namespace, settings: Settings) -> int:
     max_age = args.max_age_days if args.max_age_days is not None else settings.cache_max_age_days
     max_bytes = args.max_bytes if args.max_bytes is not None else settings.cache_max_bytes
     report = cache.prune(max_age=timedelta(days=max_age), max_bytes=max_bytes)
+    compacted = cache.compact()
     if args.json:
-        print(report.model_dump_json(indent=2))
+        print(orjson.dumps({**report.model_dump(), **compacted.model_dump()},
+                           option=orjson.OPT_INDENT_2).decode())
     else:
         print(f"deleted {report.deleted_segments:,} segments ({report.deleted_bytes:,} bytes); "
-              f"kept {report.kept_segments:,} ({report.kept_bytes:,} bytes)")
+              f"kept {report.kept_segments:,} ({report.kept_bytes:,} bytes); merged "
+              f"{compacted.merged_segments:,} segments into {compacted.merged_groups:,}")
     return EXIT_OK
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -> None:
-    parser.add_argument("action", choices=["stats", "prune"])
+    parser.add_argument("action", choices=["stats", "prune"],
+                        help="prune: evict by age, then by size, then merge each bucket's "
+                        "segments of a day into one (fewer objects for lookups to read)")
     parser.add_argument("--max-age-days", type=float,
                         help="prune: older than this (default SHARDLINE_CACHE_MAX_AGE_DAYS, 30)")
     parser.add_argument("--max-bytes", type=size,

@@ -8,10 +8,11 @@
 from shared.cache.keys import namespace
 from shared.cache.lookup import ShardCache, apply_cache
 from shared.cache.remember import remember_part
-from shared.cache.store import CacheStats, PruneReport, RequestCache
+from shared.cache.store import CacheStats, CompactReport, PruneReport, RequestCache
 
 __all__ = [
     "CacheStats",
+    "CompactReport",
     "PruneReport",
     "RequestCache",
     "ShardCache",

@@ -34,6 +34,7 @@ from shared.storage import ObjectInfo, Storage
 
 #: A gap longer than this between two hits of one segment starts a new ranged read.
 SKIP_REOPEN_BYTES = 1 << 20
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -58,6 +59,11 @@ class PruneReport(BaseModel):
     deleted_bytes: int
     kept_segments: int
     kept_bytes: int
+
+
+class CompactReport(BaseModel):
+    merged_groups: int
+    merged_segments: int
 
 
 class RequestCache:
@@ -124,9 +130,10 @@ class RequestCache:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def remember(self, entries: Iterable[tuple[bytes, bytes]], *, tmp_dir: str | None = None
-                 ) -> int:
-        """Store ``(key, response bytes)`` pairs: one new segment per bucket they fall in.
+    def remember(self, entries: Iterable[tuple[bytes, bytes]], *, tmp_dir: str | None = None,
+                 stamp_ms: int | None = None) -> int:
+        """Store ``(key, response bytes)`` pairs: one new segment per bucket they fall in
+        (stamped now, or ``stamp_ms``).
 
         Responses are spooled to local files first, so memory holds only the index rows
         (about 60 bytes an entry), whatever the responses' size."""
@@ -145,11 +152,12 @@ class RequestCache:
                 spool.size += len(value)
                 count += 1
             with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda item: self._write(*item), spools.items()))
+                list(pool.map(lambda item: self._write(item[0], item[1], stamp_ms),
+                              spools.items()))
         return count
 
-    def _write(self, bucket: str, spool: _Spool) -> None:
-        with self.storage.open_write(segment_key(bucket)) as target:
+    def _write(self, bucket: str, spool: _Spool, stamp_ms: int | None) -> None:
+        with self.storage.open_write(segment_key(bucket, stamp_ms)) as target:
             write_segment(target, spool.entries, spool.data)
 
     # ---- operating it ----------------------------------------------------------------
@@ -198,6 +206,42 @@ class RequestCache:
         return PruneReport(deleted_segments=deleted, deleted_bytes=deleted_bytes,
                            kept_segments=len(infos) - deleted, kept_bytes=total)
 
+
+    def compact(self) -> CompactReport:
+        """Merge each bucket's segments of the same UTC day into one (newest entry wins),
+        so lookups read a few objects per bucket however many parts wrote them.
+
+        The merged segment keeps the newest merged time, so eviction by age still works by
+        the day. Segments written meanwhile are left alone; a plan that read an index just
+        before its segment went away plans without the cache (its lookups fail cleanly)."""
+        merged = removed = 0
+        groups: dict[tuple[str, int], list[ObjectInfo]] = {}
+        for info in self._all():
+            bucket = info.key.split("/")[1]
+            groups.setdefault((bucket, written_ms(info.key) // DAY_MS), []).append(info)
+        for _group, infos in sorted(groups.items()):
+            if len(infos) < 2:
+                continue
+            infos.sort(key=lambda info: info.key, reverse=True)  # newest first
+            newest = written_ms(infos[0].key)
+            self.remember(self._newest_entries(infos), stamp_ms=newest)
+            for info in infos:
+                self.storage.delete(info.key)
+            merged += 1
+            removed += len(infos)
+        return CompactReport(merged_groups=merged, merged_segments=removed)
+
+    def _newest_entries(self, infos: list[ObjectInfo]) -> Iterator[tuple[bytes, bytes]]:
+        """Every key of ``infos`` (newest first) once, with the newest response; holds the
+        group's keys in memory (about 100 bytes each)."""
+        seen: set[bytes] = set()
+        for info in infos:
+            with self.storage.open_read(info.key) as reader:
+                start, entries = read_index(info.key, reader)
+                wanted = {key: Hit(info.key, start + offset, length)
+                          for key, offset, length in entries if key not in seen}
+            seen.update(wanted)
+            yield from self.fetch(wanted)
 
 def _when(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)

@@ -9,7 +9,7 @@ from io import BytesIO
 from shared.cache import RequestCache
 from shared.cache.keys import bucket_of, cache_key, namespace, request_bytes, request_digest
 from shared.cache.remember import remember_part
-from shared.cache.segments import segment_key
+from shared.cache.segments import segment_key, written_ms
 from shared.jsonl.records import error_record, result_record, staged_line
 from shared.storage import open_storage
 
@@ -91,3 +91,26 @@ def test_prune_evicts_by_age_then_by_size() -> None:
     assert report.deleted_segments == 1 and report.kept_bytes <= size * 2
     oldest = cache.stats().oldest
     assert oldest is not None and now - oldest == timedelta(days=5)
+
+
+def test_compact_merges_a_days_segments_and_the_newest_answer_wins() -> None:
+    cache = _cache()
+    day = 86_400_000
+    base = 20_000 * day  # midnight UTC
+    old_key, shared_key = _key("old"), _key("both")
+    cache.remember([(old_key, b"o"), (shared_key, b"first")], stamp_ms=base + 1_000)
+    cache.remember([(shared_key, b"second")], stamp_ms=base + 2_000)
+    cache.remember([(shared_key, b"next day")], stamp_ms=base + day + 1)
+    before = cache.stats()
+    report = cache.compact()
+    after = cache.stats()
+    assert report.merged_segments >= 2 and after.segments < before.segments
+    found: dict[bytes, bytes] = {}
+    for key in (old_key, shared_key):
+        found.update(cache.fetch(cache.lookup(bucket_of(key), {key})))
+    assert found == {old_key: b"o", shared_key: b"next day"}
+    assert after.newest == before.newest and after.oldest is not None
+    # the day's merged segment is stamped with that day's newest write
+    assert {written_ms(info.key) for info in cache.storage.list("v1/")} <= {
+        base + 1_000, base + 2_000, base + day + 1}
+    assert cache.compact().merged_segments == 0  # nothing left to merge
