@@ -1,4 +1,5 @@
-"""Stage 2: one streaming pass over the input cuts the shards and records the plan."""
+"""Stage 2: one streaming pass over the input cuts the shards, the request cache and the
+budget screen them (:mod:`shared.pipeline.screen`), and the plan is recorded."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def plan_run(ctx: RunContext) -> PlanRecord:
     """Split the input into staged shards (once) and write attempt 1 of every shard.
 
     Idempotent: a plan already recorded is returned as is; a pass that died half way is
-    simply done again (staged files are replaced atomically).
+    simply done again (staged files are replaced atomically). A shard left with nothing to
+    send (every line cached, or held by the budget) is finished here; attempt records and
+    outcomes a dead pass already settled stay as they were (the first writer wins).
     """
     existing = ctx.store.plan()
     if existing is not None:
