@@ -7,6 +7,7 @@ import time
 
 from shared.failpoints import failpoint
 from shared.jsonl import split_input
+from shared.jsonl.source import open_source
 from shared.pipeline.context import RunContext
 from shared.pipeline.finish import finish_shard
 from shared.pipeline.screen import screen_shards, to_send
@@ -22,21 +23,30 @@ def plan_run(ctx: RunContext) -> PlanRecord:
     simply done again (staged files are replaced atomically). A shard left with nothing to
     send (every line cached, or held by the budget) is finished here; attempt records and
     outcomes a dead pass already settled stay as they were (the first writer wins).
+
+    The input may be gzip (decompressed as it streams); a format we do not read (UTF-16, zstd,
+    ...), more shards than ``SHARDLINE_MAX_SHARDS`` or a corrupt gzip raise ``InputFileError``
+    (the task fails the run with that reason). Lines over ``SHARDLINE_LINE_MAX_BYTES`` are
+    rejected without being held in memory.
     """
     existing = ctx.store.plan()
     if existing is not None:
         return existing
     manifest = ctx.manifest
+    ctx.check_input()  # allowed by this worker, and JSONL at all: before anything is copied
     started = time.monotonic()
     store, key = split_uri(manifest.spec.input_uri)
-    with store.open_read(key) as reader:
+    source = manifest.spec.input_uri
+    with store.open_read(key) as raw, open_source(raw, source) as reader:
         result = split_input(
             reader,
             ctx.storage,
             kind=manifest.kind,
             shard_max_bytes=manifest.shard_max_bytes,
             shard_max_requests=manifest.shard_max_requests,
-            source=manifest.spec.input_uri,
+            source=source,
+            line_max_bytes=ctx.settings.line_max_bytes,
+            max_shards=ctx.settings.max_shards,
         )
     failpoint("plan.after_shards")
     screened = screen_shards(
