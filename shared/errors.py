@@ -18,7 +18,8 @@
     │   └── UploadStateError       the upload session is gone or out of step: restart it
     ├── StorageError               object storage failed
     │   ├── ObjectNotFoundError    the object does not exist
-    │   └── ObjectExistsError      create-if-absent lost the race
+    │   ├── ObjectExistsError      create-if-absent lost the race
+    │   └── CacheUnavailableError  the request cache could not be read: the run goes on without
     ├── RunError                   the run's records are inconsistent or it cannot proceed
     │   ├── RunNotFoundError       no run with that id or output location
     │   └── PoisonMessageError     a task message killed its worker again and again: parked
@@ -135,6 +136,11 @@ class ObjectNotFoundError(StorageError):
 
 class ObjectExistsError(StorageError):
     """A create-if-absent found the object already there."""
+
+
+class CacheUnavailableError(StorageError):
+    """The request cache's storage failed during a plan's lookups. The cache only saves
+    money: the plan goes on as if every line were a miss."""
 
 
 class RunError(ShardlineError):

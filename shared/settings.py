@@ -206,6 +206,16 @@ class Settings(BaseSettings):
     # 1 GB under the provider's 20 GB per project: files made outside Shardline count too.
     file_storage_budget_bytes: int = Field(default=19 * 1_000_000_000, gt=0)
 
+    # Request cache (README "Request cache"); None: ``<state_uri>/cache``.
+    cache_uri: str | None = None
+    cache_max_age_days: float = Field(default=30.0, gt=0, description="cache prune: age limit.")
+    cache_max_bytes: int | None = Field(default=None, gt=0, description="cache prune: size limit.")
+
+    # Cost estimates (README "Cost"): what a request is assumed to answer, and how long a
+    # batch job takes at best, for the numbers nobody knows before the run.
+    estimate_output_tokens: int = Field(default=256, ge=0)
+    estimate_job_seconds: float = Field(default=600.0, gt=0)
+
     # Logs
     log_json: bool = False
 
@@ -265,6 +275,12 @@ class Settings(BaseSettings):
         if self.poll_initial_seconds > self.poll_max_seconds:
             raise ValueError("poll_initial_seconds must not exceed poll_max_seconds")
         return self
+
+    def cache_location(self) -> str:
+        """Where the request cache lives: ``cache_uri``, else ``cache`` under the state URI."""
+        if self.cache_uri:
+            return self.cache_uri
+        return self.state_uri.rstrip("/") + "/cache"
 
     def key_pool(self) -> list[SecretStr]:
         """Every configured key, primary first, without repeats."""

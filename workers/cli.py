@@ -42,6 +42,7 @@ from shared.settings import Settings, load_settings, require_api_key
 from shared.storage import open_storage
 from shared.validation import problems
 from workers.app import configure
+from workers.cli_cost import add_cache_arguments, cmd_cache, show_estimate
 from workers.demo import DEMO_KEY, emulator_process, write_sample
 from workers.display import follow, progress_line, summary_table
 from workers.embedded import embedded_worker
@@ -104,6 +105,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
                 shard_max_requests=args.shard_max_requests,
             ),
             labels=dict(args.label or []),
+            cache=not args.no_cache,
+            max_cost=args.max_cost,
         )
     except ValidationError as exc:
         raise SpecError(f"invalid options: {problems(exc, name=_switch)}") from None
@@ -178,6 +181,8 @@ def drive(settings: Settings, started: RegisteredRun, *, resume: bool, as_json: 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     spec = spec_from_args(args)
+    if args.dry_run:
+        return show_estimate(settings, spec, as_json=args.json)
     if settings.embedded:  # this process is the worker; with a broker, the workers' keys
         require_api_key(settings)
     started = register_run(settings, spec)
@@ -186,6 +191,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dry_run:
+        return show_estimate(settings, spec_from_args(args), as_json=args.json)
     if settings.embedded:
         print(
             "shardline submit needs a broker (SHARDLINE_BROKER_URL=redis://... or amqp://...): "
@@ -213,6 +220,10 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(started.run_id)
     return EXIT_OK
+
+
+def cmd_estimate(args: argparse.Namespace, settings: Settings) -> int:
+    return show_estimate(settings, spec_from_args(args), as_json=args.json)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -350,17 +361,29 @@ def _emulator(argv: list[str]) -> int:
 # ---- parser ---------------------------------------------------------------------------
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+def _run_options(parser: argparse.ArgumentParser, *, estimate: bool = False) -> None:
     parser.add_argument("input", help="JSONL of requests: a path, file://, s3:// or gs:// URI")
-    parser.add_argument("--out", required=True, help="output prefix the run owns")
+    if estimate:
+        parser.set_defaults(out="-", idempotency_key=None, client=DEFAULT_CLIENT, label=None,
+                            dry_run=True)
+    else:
+        parser.add_argument("--out", required=True, help="output prefix the run owns")
     parser.add_argument("--model", help="model name (default: the settings' for the kind)")
     parser.add_argument("--kind", choices=["generate", "embed"], default="generate")
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)
-    parser.add_argument("--idempotency-key", help="the same key twice starts one run")
-    parser.add_argument("--client", default=DEFAULT_CLIENT,
-                        help="namespace of the idempotency key (default: %(default)s)")
-    parser.add_argument("--label", action="append", type=_label, metavar="NAME=VALUE")
+    if not estimate:
+        parser.add_argument("--idempotency-key", help="the same key twice starts one run")
+        parser.add_argument("--client", default=DEFAULT_CLIENT,
+                            help="namespace of the idempotency key (default: %(default)s)")
+        parser.add_argument("--label", action="append", type=_label, metavar="NAME=VALUE")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the estimate (lines, tokens, cost, jobs, time) and stop")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="every request to the provider; nothing read from or kept in the "
+                        "request cache")
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="do not submit parts once the estimated cost would pass this")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -378,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _run_options(command("run", cmd_run, "submit a run and wait for it, showing progress"))
     _run_options(command("submit", cmd_submit, "enqueue a run and print its id"))
+    _run_options(command("estimate", cmd_estimate, "lines, tokens, cost, jobs and time of an "
+                         "input, without uploading anything"), estimate=True)
+    add_cache_arguments(command("cache", cmd_cache, "the request cache: stats, or prune by "
+                                "age and size"), parse_size)
     for name, handler, text in (
         ("status", cmd_status, "show a run's progress or summary"),
         ("watch", cmd_watch, "follow a run until it is done"),

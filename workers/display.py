@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.pipeline.progress import RunProgress
-from shared.run.records import Summary
+from shared.run.records import CostEstimate, Summary
 
 
 def _elapsed(seconds: float) -> str:
@@ -59,19 +59,27 @@ def summary_table(summary: Summary, output_uri: str) -> Table:
     counts = summary.counts
     table.add_row("output", output_uri)
     table.add_row("input lines", f"{counts.lines:,}")
-    table.add_row("results", f"{counts.results:,}")
+    table.add_row("results", f"{counts.results:,}" + (
+        f" ({counts.cached:,} from the cache)" if counts.cached else ""))
     table.add_row("errors", f"{counts.errors:,}")
     table.add_row("rejected", f"{counts.rejected:,}")
     table.add_row("accounted", "yes" if summary.accounted else "NO")
     table.add_row("tokens", f"{summary.tokens.total:,} (prompt {summary.tokens.prompt:,}, "
                   f"output {summary.tokens.candidates + summary.tokens.thoughts:,})")
-    cost = summary.cost
-    table.add_row("cost (est.)", f"${cost.total:.4f}" if cost.total is not None else cost.basis)
+    table.add_row("cost", _money(summary.cost))
+    if summary.estimated_cost is not None:
+        table.add_row("estimated", _money(summary.estimated_cost))
+    if summary.interactive_cost is not None:
+        table.add_row("interactive price", _money(summary.interactive_cost))
     table.add_row("shards / jobs", f"{summary.shards} / {len(summary.jobs)}")
     table.add_row("wall time", _elapsed(summary.timings.get("total", 0.0)))
     if summary.error:
         table.add_row("error", Text(summary.error, style="red"))
     return table
+
+
+def _money(cost: CostEstimate) -> str:
+    return f"${cost.total:.4f}" if cost.total is not None else cost.basis
 
 
 def follow(

@@ -34,6 +34,7 @@ from shared.jsonl import (
 from shared.pipeline.cleanup import delete_part_file
 from shared.pipeline.context import RunContext
 from shared.pipeline.finish import finish_shard
+from shared.pipeline.requestcache import remember_collected
 from shared.run import layout
 from shared.run.records import (
     AttemptReason,
@@ -100,6 +101,7 @@ def collect_part(
         raise RunError(f"run {ctx.run_id}: job {job.job_name} is not final ({job.state})")
     elif job.state is BatchState.SUCCEEDED:
         record = _collect_output(ctx, shard, attempt, part, job, cancelled)
+        remember_collected(ctx, shard, attempt, part.part)
     else:
         retry = not cancelled and attempt < manifest.max_job_attempts
         record = _fail_part(

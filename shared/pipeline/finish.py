@@ -7,6 +7,8 @@ abandoned after repeated failures). The shard's ``outcome.json`` is what the mer
 from __future__ import annotations
 
 from contextlib import ExitStack
+from io import BytesIO
+from typing import BinaryIO
 
 from shared.failpoints import failpoint
 from shared.jsonl import join_shard
@@ -15,6 +17,7 @@ from shared.run import layout
 from shared.run.records import CollectedRecord, ShardOutcome, TokenTotals
 from shared.run.states import ShardState
 from shared.run.store import PartRef, parts_of
+from shared.storage import Storage
 
 
 def finish_shard(ctx: RunContext, shard: int) -> ShardOutcome:
@@ -44,6 +47,7 @@ def finish_shard(ctx: RunContext, shard: int) -> ShardOutcome:
             )
             for ref, _ in collected
         ]
+        streams.extend(_planned(stack, storage, shard))
         results = stack.enter_context(storage.open_write(layout.shard_results(shard)))
         errors = stack.enter_context(storage.open_write(layout.shard_errors(shard)))
         totals = join_shard(sidecar, streams, results, errors)
@@ -63,6 +67,20 @@ def finish_shard(ctx: RunContext, shard: int) -> ShardOutcome:
         stage_seconds=_stage_seconds(ctx, parts, [record for _, record in collected]),
     )
     return ctx.store.settle_outcome(outcome)
+
+
+def _planned(
+    stack: ExitStack, storage: Storage, shard: int
+) -> list[tuple[int, BinaryIO, BinaryIO]]:
+    """The outcomes the plan itself gave (cache hits, lines held by the budget), as an
+    attempt 0: a line has them or an attempt's, never both."""
+    cached, held = layout.shard_cached(shard), layout.shard_held(shard)
+    has_cached, has_held = storage.exists(cached), storage.exists(held)
+    if not (has_cached or has_held):
+        return []
+    results = stack.enter_context(storage.open_read(cached)) if has_cached else BytesIO()
+    errors = stack.enter_context(storage.open_read(held)) if has_held else BytesIO()
+    return [(0, results, errors)]
 
 
 def _shard_state(ctx: RunContext, results: int, errors: int) -> ShardState:

@@ -84,6 +84,7 @@ def _summary(
         results=sum(o.results for o in outcomes),
         errors=sum(o.errors for o in outcomes),
         rejected=plan.rejected,
+        cached=plan.cached,
     )
     tokens = TokenTotals()
     for outcome in outcomes:
@@ -108,6 +109,8 @@ def _summary(
         accounted=counts.accounted,
         tokens=tokens,
         cost=estimate_cost(manifest.model, tokens),
+        estimated_cost=plan.estimated_cost,
+        interactive_cost=estimate_cost(manifest.model, tokens, interactive=True),
         shards=len(outcomes),
         jobs=[job for o in outcomes for job in o.jobs],
         timings=timings,

@@ -1,4 +1,5 @@
-"""Stage 2: one streaming pass over the input cuts the shards and records the plan."""
+"""Stage 2: one streaming pass over the input cuts the shards, the request cache and the
+budget screen them (:mod:`shared.pipeline.screen`), and the plan is recorded."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from shared.failpoints import failpoint
 from shared.jsonl import split_input
 from shared.jsonl.source import open_source
 from shared.pipeline.context import RunContext
+from shared.pipeline.finish import finish_shard
+from shared.pipeline.screen import screen_shards, to_send
 from shared.run import layout
 from shared.run.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
 from shared.storage import split_uri
@@ -17,7 +20,9 @@ def plan_run(ctx: RunContext) -> PlanRecord:
     """Split the input into staged shards (once) and write attempt 1 of every shard.
 
     Idempotent: a plan already recorded is returned as is; a pass that died half way is
-    simply done again (staged files are replaced atomically).
+    simply done again (staged files are replaced atomically). A shard left with nothing to
+    send (every line cached, or held by the budget) is finished here; attempt records and
+    outcomes a dead pass already settled stay as they were (the first writer wins).
 
     The input may be gzip (decompressed as it streams); a format we do not read (UTF-16, zstd,
     ...), more shards than ``SHARDLINE_MAX_SHARDS`` or a corrupt gzip raise ``InputFileError``
@@ -44,6 +49,9 @@ def plan_run(ctx: RunContext) -> PlanRecord:
             max_shards=ctx.settings.max_shards,
         )
     failpoint("plan.after_shards")
+    screened = screen_shards(
+        ctx, [ShardPlan.model_validate(shard.model_dump()) for shard in result.shards]
+    )
     record = PlanRecord(
         input_uri=manifest.spec.input_uri,
         lines=result.lines,
@@ -51,7 +59,10 @@ def plan_run(ctx: RunContext) -> PlanRecord:
         rejected=result.rejected,
         input_bytes=result.input_bytes,
         estimated_tokens=result.estimated_tokens,
-        shards=[ShardPlan.model_validate(shard.model_dump()) for shard in result.shards],
+        shards=screened.shards,
+        cached=screened.cached,
+        held=screened.held,
+        estimated_cost=screened.estimated_cost,
         seconds=time.monotonic() - started,
     )
     for shard in record.shards:
@@ -64,13 +75,17 @@ def plan_run(ctx: RunContext) -> PlanRecord:
                     PartPlan(
                         part=0,
                         input_key=layout.shard_input(shard.index),
-                        requests=shard.requests,
+                        requests=to_send(shard),
                         bytes=shard.bytes,
                         estimated_tokens=shard.estimated_tokens,
                     )
-                ],
+                ]
+                if to_send(shard)
+                else [],
             ),
         )
+        if not to_send(shard):  # all answered by the cache or held back: nothing to send
+            finish_shard(ctx, shard.index)
     planned = ctx.store.settle_plan(record)
     failpoint("plan.after_record")
     return planned

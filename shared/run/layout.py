@@ -42,6 +42,21 @@ def shard_sidecar(shard: int) -> str:
     return f"{shard_dir(shard)}/sidecar.jsonl"
 
 
+def shard_cached(shard: int) -> str:
+    """Outcome records of the shard's lines the request cache answered at plan time."""
+    return f"{shard_dir(shard)}/cached.jsonl"
+
+
+def shard_cache_keys(shard: int) -> str:
+    """``<line> <cache key>`` for every line the plan sent: what collect files responses under."""
+    return f"{shard_dir(shard)}/cache-keys.txt"
+
+
+def shard_held(shard: int) -> str:
+    """Error records of the shard's lines the run's budget kept from being submitted."""
+    return f"{shard_dir(shard)}/held.jsonl"
+
+
 def shard_outcome(shard: int) -> str:
     """Written once when the shard is final; the merge waits for one per shard."""
     return f"{shard_dir(shard)}/outcome.json"

@@ -41,13 +41,28 @@ class RunManifest(Record):
     max_job_attempts: int
 
 
+class CostEstimate(Record):
+    """USD, from :mod:`shared.pricing`; ``total`` None when the model has no known price."""
+
+    currency: str = "USD"
+    input: float | None = None
+    output: float | None = None
+    total: float | None = None
+    basis: str = ""
+
+
 class ShardPlan(Record):
+    """A shard's accepted lines (``requests``); ``cached`` of them were answered by the
+    request cache and ``held`` kept back by the budget, at plan time; the rest are sent."""
+
     index: int
     requests: int
     bytes: int
     first_line: int
     last_line: int
     estimated_tokens: int = 0
+    cached: int = 0
+    held: int = 0
 
 
 class PlanRecord(Record):
@@ -60,6 +75,9 @@ class PlanRecord(Record):
     input_bytes: int
     estimated_tokens: int = 0
     shards: list[ShardPlan]
+    cached: int = 0
+    held: int = 0
+    estimated_cost: CostEstimate | None = None
     planned_at: datetime = Field(default_factory=utcnow)
     seconds: float = 0.0
 
@@ -193,26 +211,28 @@ class ParkedMessage(Record):
 
 
 class Counts(Record):
+    """``lines == results + errors + rejected``; ``cached`` is the part of ``results`` the
+    request cache answered (no provider call, no cost)."""
+
     lines: int
     results: int
     errors: int
     rejected: int
+    cached: int = 0
 
     @property
     def accounted(self) -> bool:
         return self.lines == self.results + self.errors + self.rejected
 
 
-class CostEstimate(Record):
-    currency: str = "USD"
-    input: float | None = None
-    output: float | None = None
-    total: float | None = None
-    basis: str = ""
-
-
 class Summary(Record):
-    """``summary.json``: what the user reads first; counts always add up."""
+    """``summary.json``: what the user reads first; counts always add up.
+
+    ``cost`` is the actual cost: the tokens the provider reported (``usageMetadata``) at the
+    batch price; ``estimated_cost`` what the plan estimated for the lines it sent (the
+    figure the budget used); ``interactive_cost`` the same actual tokens at the interactive
+    price, what the Batch API saved. Cached lines cost nothing and count in no token total.
+    """
 
     run_id: str
     state: RunState
@@ -224,6 +244,8 @@ class Summary(Record):
     accounted: bool
     tokens: TokenTotals
     cost: CostEstimate
+    estimated_cost: CostEstimate | None = None
+    interactive_cost: CostEstimate | None = None
     shards: int
     jobs: list[str]
     timings: dict[str, float]

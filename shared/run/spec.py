@@ -93,6 +93,17 @@ class RunSpec(BaseModel):
         f"letters, digits and '_.-', values of at most {MAX_LABEL_VALUE_CHARS} printable "
         "characters.",
     )
+    cache: bool = Field(
+        default=True,
+        description="Answer requests seen in earlier runs from the request cache, and file "
+        "this run's responses there; false: every request goes to the provider, none is kept.",
+    )
+    max_cost: float | None = Field(
+        default=None,
+        gt=0,
+        description="Budget in USD: parts whose estimated cost would take the run past it "
+        "are not submitted (their lines end as BUDGET_EXCEEDED errors).",
+    )
 
     @field_validator("idempotency_key")
     @classmethod

@@ -8,8 +8,12 @@
   a create that failed, then waits out its lease, then fails again has failed twice).
 - ``InputError`` (a spec that cannot work, e.g. a model name the provider cannot take) →
   the give-up handler at once: retrying cannot help.
-- A transient provider error (429, 5xx, connection) → countdown retry honouring the
-  provider's delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
+- A 429 (``RateLimitError``: requests per minute, enqueued tokens, or the spend limit per
+  project per 10 minutes) → countdown retry after the provider's delay (else backoff); the
+  count of consecutive failures is kept as it is: the provider asks us to wait, it did not
+  fail. Unbounded, like any other wait; ``shardline cancel`` ends it.
+- A transient provider error (5xx, connection) → countdown retry honouring the provider's
+  delay, else exponential backoff; bounded by ``MAX_TRANSIENT_FAILURES`` in a row.
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
   still ends and the merge finds it final. Without a handler the exception propagates.
@@ -30,7 +34,14 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from shared.backoff import backoff_delay
-from shared.errors import AccessError, InputError, PoisonMessageError, ProviderError, RetryLater
+from shared.errors import (
+    AccessError,
+    InputError,
+    PoisonMessageError,
+    ProviderError,
+    RateLimitError,
+    RetryLater,
+)
 from shared.pipeline.context import RunContext, run_context
 from shared.pipeline.merge import fail_run
 from shared.poison import Deliveries, poison_reason
@@ -119,6 +130,12 @@ def _attempt(
             raise
         log.error("%s %s: giving up, the run's spec cannot work: %s", task.name, run_id, exc)
         return give_up(ctx, exc)
+    except RateLimitError as exc:
+        countdown = exc.retry_delay or backoff_delay(
+            task.request.retries or 0, base=2.0, factor=2.0, cap=300.0, jitter=0.2
+        )
+        log.info("%s %s: rate limited, waiting %.1fs: %s", task.name, run_id, countdown, exc)
+        raise retry(task, countdown, failures=failures) from None
     except ProviderError as exc:
         if exc.retryable and failures < MAX_TRANSIENT_FAILURES:
             countdown = exc.retry_delay or backoff_delay(

@@ -44,12 +44,22 @@ class Harness:
     emulator: EmulatorHandle
     tmp: Path
 
-    def start(self, lines: int = 20, *, bad: tuple[int, ...] = (), **options: Any) -> RunContext:
+    def start(
+        self,
+        lines: int = 20,
+        *,
+        bad: tuple[int, ...] = (),
+        spec_fields: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> RunContext:
+        """Register a run of ``lines`` requests; ``options`` are RunOptions, ``spec_fields``
+        other RunSpec fields (``cache``, ``max_cost``)."""
         source = write_requests(self.tmp / f"in-{time.monotonic_ns()}.jsonl", lines, bad=bad)
         spec = RunSpec(
             input_uri=str(source),
             output_uri=str(self.tmp / f"out-{time.monotonic_ns()}"),
             options=RunOptions(**options),
+            **(spec_fields or {}),
         )
         started = register_run(self.settings, spec)
         return RunContext(self.settings, started.run_id, started.output_uri)

@@ -40,7 +40,8 @@ def test_a_gzip_input_runs_like_its_text(harness) -> None:
     ctx = _start(harness, gzip.compress(_requests(12)), "in.jsonl.gz", shard_max_requests=5)
     summary = harness.run(ctx)
     assert summary.state == "succeeded"
-    assert summary.counts.model_dump() == {"lines": 12, "results": 12, "errors": 0, "rejected": 0}
+    assert summary.counts.model_dump() == {
+        "lines": 12, "results": 12, "errors": 0, "rejected": 0, "cached": 0}
     keys = [json.loads(line)["key"] for line in
             (Path(ctx.output_uri) / layout.RESULTS).read_text().splitlines()]
     assert keys == [f"k{n}" for n in range(1, 13)]

@@ -28,7 +28,9 @@ def test_a_run_accounts_for_every_line(harness) -> None:
     assert [r["key"] for r in results] == [f"k{n}" for n in range(1, 46) if n not in (7, 30)]
     assert all(r["n"] == int(r["key"][1:]) for r in results)
     assert [r["line"] for r in _lines(out / layout.REJECTED)] == [7, 30]
-    assert summary.counts.model_dump() == {"lines": 45, "results": 43, "errors": 0, "rejected": 2}
+    assert summary.counts.model_dump() == {
+        "lines": 45, "results": 43, "errors": 0, "rejected": 2, "cached": 0
+    }
     assert summary.accounted and summary.state == "succeeded"
     assert summary.shards == 5 and len(summary.jobs) == 5
     assert summary.tokens.total > 0 and summary.cost.total is not None
