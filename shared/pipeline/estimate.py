@@ -117,17 +117,18 @@ def _waves(settings: Settings, jobs: int, tokens: int, size: int) -> tuple[int, 
     """How many rounds of jobs the limits allow at least, and which limit decides."""
     if not jobs:
         return 0, "nothing to send"
-    keys = max(1, len(settings.key_pool()))
+    # The provider's limits are per Google Cloud project: keys of one project add nothing.
+    projects = max(1, len({project for _, project in settings.key_projects()}))
+    live = settings.max_live_jobs_per_project
+    files = settings.file_storage_budget_bytes * projects
     bounds = {
-        f"live jobs ({settings.max_live_jobs_per_key} per key x {keys} key(s))": math.ceil(
-            jobs / (settings.max_live_jobs_per_key * keys)
+        f"live jobs ({live} per project x {projects} project(s))": math.ceil(
+            jobs / (live * projects)
         ),
-        f"file storage ({settings.file_storage_budget_bytes:,} bytes)": math.ceil(
-            size / settings.file_storage_budget_bytes
-        ),
+        f"file storage ({files:,} bytes)": math.ceil(size / files),
     }
     if settings.enqueued_token_budget:
-        budget = settings.enqueued_token_budget * keys
+        budget = settings.enqueued_token_budget * projects
         bounds[f"enqueued tokens ({budget:,})"] = math.ceil(tokens / budget)
     limit, waves = max(bounds.items(), key=lambda item: item[1])
     return max(1, waves), limit
