@@ -246,12 +246,17 @@ class Run:
 
 def submit(broker_url: str, source: Path, output: Path, *, key: str = "chaos",
            shard_max_requests: int = 100, **options: Any) -> Run:
-    """Start a run the way other services do: ``send_task`` by name, the spec as payload."""
+    """Start a run the way other services do: ``send_task`` by name, the spec as payload.
+
+    The request cache is off: these runs send the same input again and again on purpose, to
+    see what the provider path does under faults, not to be answered from earlier runs.
+    """
     spec = RunSpec(
         input_uri=str(source),
         output_uri=str(output),
         idempotency_key=key,
         options=RunOptions(shard_max_requests=shard_max_requests, **options),
+        cache=False,
     )
     client = Celery("chaos-client", broker=broker_url, set_as_current=False)
     try:
