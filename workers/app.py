@@ -156,8 +156,16 @@ signals.celeryd_init.connect(_check_worker, weak=False, dispatch_uid="shardline.
 
 
 def configure(settings: Settings) -> ShardlineCelery:
-    """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests)."""
+    """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests).
+
+    Applied again with another broker (tests switch between the embedded one and Redis),
+    the connection and producer pools made for the old one are dropped, as Celery does after
+    a fork; otherwise sends would still go to the old broker.
+    """
+    previous = app._settings
     app._settings = settings
     app._coordination = None
     app.conf.update(celery_config(settings))
+    if previous is not None and previous.broker_url != settings.broker_url:
+        app._after_fork()
     return app
