@@ -6,6 +6,7 @@
     ├── ConfigError                the settings are invalid or incomplete (names fields only)
     ├── InputError                 the caller's input or spec cannot be used
     │   ├── SpecError              a RunSpec or option is invalid
+    │   ├── AccessError            a location the worker's settings do not let callers use
     │   └── InputFileError         the input file as a whole is unusable (missing, unreadable)
     ├── ProviderError              the provider answered with an error (keeps code/status/message)
     │   ├── ProviderClientError    4xx: our request or our key is wrong; not retried
@@ -47,6 +48,11 @@ class InputError(ShardlineError):
 
 class SpecError(InputError):
     """A RunSpec or one of its options is invalid."""
+
+
+class AccessError(InputError):
+    """An input or output outside the allowed prefixes, on the deny list, or taken by another
+    run (see ``shared.access``); also a task whose run id does not match its output."""
 
 
 class InputFileError(InputError):

@@ -47,6 +47,15 @@ def _default_state_uri() -> str:
     return str(Path(base) / "shardline")
 
 
+def secrets_dir() -> str | None:
+    """The directory of secret files, by :func:`load_settings`' rule: ``SHARDLINE_SECRETS_DIR``,
+    else ``/run/secrets`` if it exists; None when neither (an empty value turns files off)."""
+    directory = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if directory is None and Path("/run/secrets").is_dir():
+        directory = "/run/secrets"
+    return directory or None
+
+
 class Settings(BaseSettings):
     """Everything a worker, the CLI or a client service needs to know."""
 
@@ -90,6 +99,11 @@ class Settings(BaseSettings):
 
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)
+
+    # What callers may read and write (comma separated paths or URIs; see shared.access).
+    # Empty: everything but the deny list in the embedded mode, nothing with a broker.
+    input_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    output_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Beat: periodic runs and inbox sweeps (TOML, see README "Cron and beat"); None: none.
     schedule_file: Path | None = None
@@ -191,6 +205,20 @@ class Settings(BaseSettings):
                 seen.add(raw)
                 keys.append(key)
         return keys
+
+    @field_validator("input_prefixes", "output_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        from shared.access import parse_prefixes  # shared.access never imports settings
+
+        if isinstance(value, str | list | tuple):
+            return parse_prefixes(value)
+        return value
+
+    @property
+    def secrets_directory(self) -> str | None:
+        """The directory secret files are read from (:func:`secrets_dir`)."""
+        return secrets_dir()
 
     @property
     def embedded(self) -> bool:

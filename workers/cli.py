@@ -34,7 +34,7 @@ from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
-from shared.run.spec import RunOptions, RunSpec, run_spec_schema
+from shared.run.spec import DEFAULT_CLIENT, RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
 from shared.settings import Settings, load_settings, require_api_key
 from shared.storage import open_storage
@@ -95,6 +95,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             output_uri=_uri(args.out),
             model=args.model,
             kind=args.kind,
+            client=args.client,
             idempotency_key=args.idempotency_key,
             options=RunOptions(
                 shard_max_bytes=args.shard_max_bytes,
@@ -234,6 +235,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
     with run_context(settings, entry.run_id, entry.output_uri) as ctx:
+        ctx.verify()
         result = cancel_run(ctx)
     print(f"run {entry.run_id}: cancel requested, {result['cancelled_jobs']} live job(s) "
           "cancelled; what finished is still merged")
@@ -254,13 +256,18 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    entries = sorted(registry(settings).entries(), key=lambda e: e.created_at, reverse=True)
+    skipped: list[str] = []
+    found = registry(settings).entries(unreadable=lambda key, _: skipped.append(key))
+    entries = sorted(found, key=lambda e: e.created_at, reverse=True)
     for entry in entries[: args.limit]:
         try:
             state = read_progress(_store(entry.output_uri)).state
         except ShardlineError:
             state = "unknown"
         print(f"{entry.run_id}\t{state}\t{entry.created_at:%Y-%m-%d %H:%M}\t{entry.output_uri}")
+    if skipped:
+        print(f"shardline: skipped {len(skipped)} registry object(s) that are not run entries: "
+              f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -326,6 +333,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)
     parser.add_argument("--idempotency-key", help="the same key twice starts one run")
+    parser.add_argument("--client", default=DEFAULT_CLIENT,
+                        help="namespace of the idempotency key (default: %(default)s)")
     parser.add_argument("--label", action="append", type=_label, metavar="NAME=VALUE")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 

@@ -28,6 +28,7 @@ def plan_run(ctx: RunContext) -> PlanRecord:
     if existing is not None:
         return existing
     manifest = ctx.manifest
+    ctx.check_input()  # allowed by this worker, and JSONL at all: before anything is copied
     started = time.monotonic()
     store, key = split_uri(manifest.spec.input_uri)
     source = manifest.spec.input_uri

@@ -23,6 +23,9 @@ from shared.limits import (
 Kind = Literal["generate", "embed"]
 
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: The client of a spec that names none: the namespace idempotency keys had before clients.
+DEFAULT_CLIENT = "default"
 
 
 class RunOptions(BaseModel):
@@ -68,9 +71,15 @@ class RunSpec(BaseModel):
         "worker's default for the kind if unset.",
     )
     kind: Kind = Field(default="generate", description="generate (text) or embed.")
+    client: str = Field(
+        default=DEFAULT_CLIENT,
+        description="Who asks: the namespace of idempotency_key (1-64 letters, digits, ._-). "
+        "A namespace, not a credential.",
+    )
     idempotency_key: str | None = Field(
         default=None,
-        description="The same key twice starts one run; the second call returns the first id.",
+        description="The same key twice (for the same client) starts one run; the second call "
+        "returns the first id.",
     )
     options: RunOptions = Field(default_factory=RunOptions)
     labels: dict[str, str] = Field(
@@ -88,8 +97,16 @@ class RunSpec(BaseModel):
     @field_validator("idempotency_key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        if value is not None and not _IDEMPOTENCY_KEY.match(value):
+        if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
             raise ValueError("idempotency_key: 1-200 chars of letters, digits and ._:@/+=-")
+        return value
+
+    @field_validator("client")
+    @classmethod
+    def _check_client(cls, value: str) -> str:
+        if not _CLIENT.fullmatch(value):
+            raise ValueError("client: 1-64 chars of letters, digits and ._- (first a letter "
+                             "or digit)")
         return value
 
     @field_validator("model")

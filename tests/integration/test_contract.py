@@ -22,8 +22,11 @@ from typing import Any
 
 import pytest
 
+from shared.pipeline.start import register_run
+from shared.run import layout
 from shared.run.registry import RunRegistry
 from shared.run.spec import RunSpec, run_spec_schema
+from shared.settings import Settings
 from shared.storage import open_storage
 from tests.fixtures.emulator import EmulatorProcess, start_emulator_process
 from tests.fixtures.services import (
@@ -246,7 +249,8 @@ def test_a_refused_payload_answers_a_readable_error(
     assert missing == {"error": "InputFileError",  # text, not a tuple of arguments
                        "message": f"{service.tmp / 'missing.jsonl'}: no such file or object"}
     assert ok["ok"]["created"] is True
-    assert reused["error"] == "SpecError" and "refused-1" in reused["message"]
+    assert reused["error"] == "SpecError" and "already used by this client" in reused["message"]
+    assert "refused-1" not in reused["message"] and "refused-out" not in reused["message"]
     wait_summary(service.tmp / "refused-out", timeout=120)
     # The caller's mistakes are warnings in the worker's log, not task failures.
     log = service.worker.log()
@@ -256,6 +260,67 @@ def test_a_refused_payload_answers_a_readable_error(
     assert "start_run refused: InputFileError: " in log
     assert "raised unexpected" not in log
     assert "Traceback" not in log and "AIzaFAKE" not in log
+
+
+_TASKS = '''
+import json
+from celery import Celery
+
+app = Celery(broker={broker!r}, backend={broker!r})
+answers = []
+for name, args in {calls!r}:
+    try:
+        answers.append({{"ok": app.send_task(name, args, queue="shardline").get(timeout=60)}})
+    except Exception as exc:
+        answers.append({{"error": type(exc).__name__, "message": str(exc)}})
+print(json.dumps(answers))
+'''
+
+
+def test_a_caller_gets_no_file_and_no_other_run(service: Service, client_python: Path) -> None:
+    """What any holder of the broker URL tries: system files, a file that is not JSONL, an
+    output that holds data, and steps sent for a run id its output does not hold."""
+    tmp = service.tmp
+    (tmp / "notes.txt").write_text("root:x:0:0:root:/root:/bin/bash\n" * 3)
+    (tmp / "full").mkdir()
+    (tmp / "full" / "results.jsonl").write_text("keep me\n")
+    source = tmp / "victim.jsonl"
+    write_input(source, 5)
+    settings = Settings(state_uri=service.env["SHARDLINE_STATE_URI"],
+                        broker_url=service.redis_url,
+                        input_prefixes=service.env["SHARDLINE_INPUT_PREFIXES"],
+                        output_prefixes=service.env["SHARDLINE_OUTPUT_PREFIXES"])
+    victim = register_run(settings, RunSpec(input_uri=str(source),
+                                            output_uri=str(tmp / "victim-out")))
+    out = str(tmp / "victim-out")
+
+    def start(input_uri: str, output: str) -> list[Any]:
+        return ["shardline.start_run", [{"input_uri": input_uri, "output_uri": output}]]
+
+    calls = [
+        start("/etc/passwd", str(tmp / "p1")),
+        start("/proc/self/environ", str(tmp / "p2")),
+        start(str(tmp / "notes.txt"), str(tmp / "p3")),
+        start(str(source), str(tmp / "full")),
+        start(str(source), f"{out}/_shardline/shards"),
+        ["shardline.cancel", ["k-forged", out]],
+        ["shardline.plan", ["k-forged", out]],
+        ["shardline.cancel", [victim.run_id, out]],
+    ]
+    answers = json.loads(run_client(
+        client_python,
+        _TASKS.format(broker=service.redis_url, calls=calls), tmp).stdout)
+
+    *refused, cancelled = answers
+    assert [a.get("error") for a in refused] == [
+        "AccessError", "AccessError", "InputFileError", "AccessError", "AccessError",
+        "AccessError", "AccessError"], refused
+    assert "not JSONL" in refused[2]["message"]
+    assert all("does not hold this run" in a["message"] for a in refused[5:])
+    assert cancelled == {"ok": {"run_id": victim.run_id, "cancelled_jobs": 0}}
+    assert not any((tmp / name).exists() for name in ("p1", "p2", "p3"))
+    assert (tmp / "full" / "results.jsonl").read_text() == "keep me\n"
+    assert not (tmp / "victim-out" / layout.PLAN).exists()
 
 
 def test_the_schema_command_prints_the_contract(tmp_path: Path) -> None:

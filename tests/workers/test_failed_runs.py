@@ -32,9 +32,7 @@ def run(tmp_path: Path, emulator: EmulatorHandle, data: bytes, name: str
 @pytest.mark.parametrize(("data", "says"), [
     (b"", "no usable line: the input is empty"),
     (b"\n \n\n", "no usable line: all 3 lines were rejected"),
-    (os.urandom(2000).replace(b"\n", b"").replace(b"\x1f", b"") + b"\n",
-     "no usable line: all 1 lines were rejected"),
-    (LINE.encode("utf-16"), "UTF-16 text (byte order mark FF FE): input must be UTF-8"),
+    (b'{"request": "not an object"}\n', "no usable line: all 1 lines were rejected"),
 ])
 def test_nothing_usable_ends_failed_with_exit_1(
     tmp_path: Path, emulator: EmulatorHandle, data: bytes, says: str
@@ -42,6 +40,19 @@ def test_nothing_usable_ends_failed_with_exit_1(
     result = run(tmp_path, emulator, data, "in.jsonl")
     assert result.returncode == 1, result.stderr
     assert "failed: " in result.stderr and says in result.stderr
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    (os.urandom(2000).replace(b"\n", b"").replace(b"\x1f", b"") + b"\n", "not JSONL"),
+    (LINE.encode("utf-16"), "UTF-16 text (byte order mark FF FE): input must be UTF-8"),
+])
+def test_an_input_that_is_not_jsonl_is_refused_with_exit_2(
+    tmp_path: Path, emulator: EmulatorHandle, data: bytes, says: str
+) -> None:
+    result = run(tmp_path, emulator, data, "in.jsonl")
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert not (tmp_path / "out-in.jsonl").exists()  # nothing was copied out
 
 
 def test_a_gzip_input_runs(tmp_path: Path, emulator: EmulatorHandle) -> None:

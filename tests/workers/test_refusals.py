@@ -138,14 +138,17 @@ def test_submit_to_an_unreachable_broker_prints_the_run_and_how_to_send_it(
     tmp_path: Path, source: Path, broker: redis.Redis
 ) -> None:
     out = tmp_path / "out"
+    allowed = {"SHARDLINE_INPUT_PREFIXES": str(tmp_path),
+               "SHARDLINE_OUTPUT_PREFIXES": str(tmp_path)}
     failed = shardline(tmp_path, "submit", str(source), "--out", str(out),
-                       SHARDLINE_BROKER_URL=DOWN)
+                       SHARDLINE_BROKER_URL=DOWN, **allowed)
     assert failed.returncode == 4
     run_id = failed.stdout.strip()
     assert run_id and f"shardline resume {run_id} --detach" in failed.stderr
     assert "Traceback" not in failed.stderr
 
-    sent = shardline(tmp_path, "resume", run_id, "--detach", SHARDLINE_BROKER_URL=BROKER)
+    sent = shardline(tmp_path, "resume", run_id, "--detach", SHARDLINE_BROKER_URL=BROKER,
+                     **allowed)
     assert sent.returncode == 0, sent.stderr
     [message] = [json.loads(raw) for raw in broker.lrange(names.QUEUE, 0, -1)]
     assert message["headers"]["task"] == names.TASK_PLAN

@@ -13,6 +13,10 @@
 - Anything else, or transient errors past the bound → the stage's give-up handler, which
   records the failure as data (every line of the attempt becomes an error) so the shard
   still ends and the merge finds it final. Without a handler the exception propagates.
+
+Before any of that, the task checks that its output is allowed and holds its run
+(``RunContext.verify``): an ``AccessError`` fails the task at once, with nothing written
+and no give-up handler run, since the run it names is not the output's to record into.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from celery import Task
 from celery.exceptions import Ignore, Retry
 
 from shared.backoff import backoff_delay
-from shared.errors import InputError, PoisonMessageError, ProviderError, RetryLater
+from shared.errors import AccessError, InputError, PoisonMessageError, ProviderError, RetryLater
 from shared.pipeline.context import RunContext, run_context
 from shared.pipeline.merge import fail_run
 from shared.poison import Deliveries, poison_reason
@@ -80,6 +84,11 @@ def run_stage(
     started = _count_start(deliveries, task_id)
     try:
         with run_context(settings, run_id, output_uri, redis=app.coordination) as ctx:
+            try:
+                ctx.verify()
+            except AccessError as exc:
+                log.error("%s %s: refused: %s", task.name, run_id, exc)
+                raise
             if started is not None and deliveries.is_poison(started):
                 return _park(task, ctx, started - 1, give_up)
             return _attempt(task, ctx, body, give_up, failures)
@@ -102,6 +111,9 @@ def _attempt(
     except RetryLater as exc:
         log.info("%s %s: waiting: %s", task.name, run_id, exc)
         raise retry(task, exc.countdown, failures=failures, carry=exc.carry) from None
+    except AccessError as exc:  # not this output's run to record into: write nothing
+        log.error("%s %s: refused: %s", task.name, run_id, exc)
+        raise
     except InputError as exc:
         if give_up is None:
             raise

@@ -51,17 +51,30 @@ def test_a_gzip_input_runs_like_its_text(harness) -> None:
     (b"(\xb5/\xfd" + os.urandom(64), "zstd-compressed"),
 ])
 def test_a_format_we_do_not_read_is_refused_by_name(harness, data: bytes, says: str) -> None:
-    ctx = _start(harness, data)
     with pytest.raises(InputFileError, match=re.escape(says)):
+        _start(harness, data)  # at registration: nothing claimed, nothing written
+    assert not (harness.tmp / "out-in.jsonl").exists()
+
+
+def test_the_plan_refuses_a_format_it_does_not_read_too(harness) -> None:
+    ctx = _start(harness, _requests(3))
+    (harness.tmp / "in.jsonl").write_bytes(b"(\xb5/\xfd" + os.urandom(64))  # replaced since
+    with pytest.raises(InputFileError, match="zstd-compressed"):
         plan_run(ctx)
     assert ctx.store.plan() is None
+
+
+def test_random_bytes_are_refused_before_anything_is_copied(harness) -> None:
+    data = os.urandom(3000).replace(b"\n", b"") + b"\n" + os.urandom(3000).replace(b"\n", b"")
+    with pytest.raises(InputFileError, match="not JSONL"):
+        _start(harness, data)
+    assert not (harness.tmp / "out-in.jsonl").exists()
 
 
 @pytest.mark.parametrize(("data", "says"), [
     (b"", "no usable line: the input is empty"),
     (b"\n  \n\t\n", "no usable line: all 3 lines were rejected"),
-    (os.urandom(3000).replace(b"\n", b"") + b"\n" + os.urandom(3000).replace(b"\n", b""),
-     "no usable line: all 2 lines were rejected"),
+    (b'{"request": "not an object"}\n[1, 2]\n', "no usable line: all 2 lines were rejected"),
 ])
 def test_nothing_usable_ends_failed_with_every_line_accounted(
     harness, data: bytes, says: str
