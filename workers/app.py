@@ -156,16 +156,14 @@ signals.celeryd_init.connect(_check_worker, weak=False, dispatch_uid="shardline.
 
 
 def configure(settings: Settings) -> ShardlineCelery:
-    """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests).
-
-    Applied again with another broker (tests switch between the embedded one and Redis),
-    the connection and producer pools made for the old one are dropped, as Celery does after
-    a fork; otherwise sends would still go to the old broker.
-    """
-    previous = app._settings
+    """Apply ``settings`` to the app before it is used (CLI, embedded worker, tests)."""
     app._settings = settings
     app._coordination = None
     app.conf.update(celery_config(settings))
-    if previous is not None and previous.broker_url != settings.broker_url:
-        app._after_fork()
+    # Connections and producers made before point at the previous broker: drop them, as
+    # Celery does after a fork, so the next send uses this configuration's broker.
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
     return app
