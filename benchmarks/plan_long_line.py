@@ -2,8 +2,8 @@
 
 The input: a few ordinary requests, one request line of ``--line-mb`` MB (a single text part),
 then a few more. Each case plans it (``shared.pipeline.plan.plan_run``, the stage a worker
-runs) in a child process so that ``ru_maxrss`` is its own, and prints the peak RSS above the
-child's RSS after imports:
+runs) in a child process, and prints its peak RSS (``VmHWM``: ``ru_maxrss`` would carry the
+parent's peak over fork and exec) above its RSS after imports:
 
 - ``capped``: the settings' default ``line_max_bytes`` (32 MiB): the long line is spooled to
   disk and rejected whole (its raw text in ``rejected.jsonl``), never held in memory;
@@ -35,11 +35,26 @@ from shared.settings import Settings
 source, work, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
 settings = Settings(api_key="unused", state_uri=work + "/state",
                     **({"line_max_bytes": cap} if cap else {}))
+
+
+def rss_mib():
+    # The peak of this process's own memory (VmHWM): ru_maxrss carries the parent's peak
+    # over fork and exec on Linux, so a child of a big process would report its parent.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 spec = RunSpec(input_uri=source, output_uri=work + "/out")
 run = register_run(settings, spec)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = rss_mib()
 plan = plan_run(RunContext(settings, run.run_id, run.output_uri))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = rss_mib()
 print(json.dumps({"lines": plan.lines, "accepted": plan.accepted, "rejected": plan.rejected,
                   "base_mib": base, "peak_above_base_mib": peak - base}))
 """

@@ -1,6 +1,6 @@
 """Peak memory of sending a run's shard chains to a real Redis broker, by shard count.
 
-Each count runs in a child process (so ``ru_maxrss`` is its own) that acts as a worker does
+Each count runs in a child process (peak RSS: its own ``VmHWM``) that acts as a worker does
 (``task_join_will_block``: no result subscription per sent task) and sends every batch the
 ``send_shards`` tasks would send, one after another, in that one process: the worst case
 for one worker. Prints the peak RSS above the process's RSS after imports and a warm-up
@@ -39,6 +39,15 @@ _set_task_join_will_block(True)  # as in a worker process
 
 
 def rss_mib():
+    # The peak of this process's own memory (VmHWM): ru_maxrss carries the parent's peak
+    # over fork and exec on Linux, so a child of a big process would report its parent.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

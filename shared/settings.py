@@ -162,8 +162,8 @@ class Settings(BaseSettings):
     max_shards: int = Field(
         default=10_000,
         gt=0,
-        description="A run may not cut more shards (batch jobs) than this: shard limits "
-        "that would are raised to fit (see shared.jsonl.split).",
+        description="A run may not cut more shards (batch jobs) than this: an input that "
+        "needs more at its shard limits fails its plan, naming them (shared.jsonl.split).",
     )
     poison_max_deliveries: int = Field(
         default=3,
