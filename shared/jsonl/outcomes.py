@@ -48,8 +48,16 @@ MISSING_ERROR: dict[str, Any] = {
 RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504})
 #: gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE.
 RETRYABLE_GRPC_CODES = frozenset({4, 8, 13, 14})
+#: ``INVALID_OUTPUT``: a response that failed the run's output schema (:mod:`shared.typed`).
 RETRYABLE_STATUSES = frozenset(
-    {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "MISSING"}
+    {
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "MISSING",
+        "INVALID_OUTPUT",
+    }
 )
 #: Status names for a bare code (HTTP per the provider's table, gRPC by number).
 STATUS_OF_CODE: dict[int, str] = {
@@ -91,12 +99,16 @@ _USAGE = (
     ("totalTokenCount", "total"),
 )
 _USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
+#: ``validate(staged_request_line, response_json) -> error | None`` (see classify_output).
+Validate = Callable[[bytes, bytes], "dict[str, Any] | None"]
 
 
 class OutcomeStats(BaseModel):
     """What one output file held. ``lines == responses + errors``; ``missing`` and
     ``retryable`` are parts of ``errors``; ``output_lines`` counts non-blank output lines
-    (``== responses + errors - missing + strays + duplicates``)."""
+    (``== responses + errors - missing + strays + duplicates``). ``invalid`` (part of
+    ``errors``) counts responses the ``validate`` hook refused; their tokens stay in
+    ``tokens`` (the provider bills them)."""
 
     lines: int = 0
     responses: int = 0
@@ -105,6 +117,7 @@ class OutcomeStats(BaseModel):
     missing: int = 0
     strays: int = 0
     duplicates: int = 0
+    invalid: int = 0
     output_lines: int = 0
     #: Sums of ``usageMetadata`` over kept responses (embeddings usually report none).
     tokens: TokenTotals = Field(default_factory=TokenTotals)
@@ -158,6 +171,7 @@ def classify_output(
     errors: BinaryIO,
     *,
     retryable: Callable[[Mapping[str, Any]], bool] = is_retryable,
+    validate: Validate | None = None,
     tmp_dir: str | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> OutcomeStats:
@@ -167,9 +181,14 @@ def classify_output(
     Outcomes are sorted by :func:`outcome_order` (line, then results before errors, each in
     arrival order), so the first record of a line is the one kept: its first response, or
     its first error when it has no response.
+
+    ``validate`` (only given when the run has an output schema, so the usual path pays
+    nothing) sees each kept response with its staged request line; an error it returns
+    replaces the result (``retryable`` decides its flag).
     """
     usage = [0] * len(_USAGE)
     output_lines = strays = duplicates = lines = responses = failures = retryables = missing = 0
+    invalid = 0
     with LineSorter(outcome_order, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
         add = sorter.add_keyed
         for raw in output:
@@ -229,6 +248,11 @@ def classify_output(
                 duplicates += 1
                 _drop(usage, pending)
                 pending = next(outcomes, None)
+            if order == first and validate is not None:
+                refusal = validate(staged, response_json(kept))
+                if refusal is not None:
+                    order, kept = first + 1, error_record(number, refusal, retryable(refusal))
+                    invalid += 1
             if order == first:
                 results.write(kept)
                 responses += 1
@@ -248,6 +272,7 @@ def classify_output(
         missing=missing,
         strays=strays,
         duplicates=duplicates,
+        invalid=invalid,
         output_lines=output_lines,
         tokens=TokenTotals(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
     )

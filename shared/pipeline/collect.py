@@ -36,6 +36,7 @@ from shared.run.records import (
     ShardOutcome,
 )
 from shared.run.states import BatchState, PartFate, ShardState
+from shared.typed import response_validator
 
 
 class CollectStep(BaseModel):
@@ -133,13 +134,16 @@ def _collect_output(
     def retryable(error: Mapping[str, Any]) -> bool:
         return may_retry and is_retryable(error)
 
+    validate = response_validator(ctx.manifest.spec.output_schema)  # once per part
     with (
         storage.open_read(output_key) as output,
         storage.open_read(part.input_key) as part_input,
         storage.open_write(layout.part_results(shard, attempt, part.part)) as results,
         storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
     ):
-        stats = classify_output(output, part_input, results, errors, retryable=retryable)
+        stats = classify_output(
+            output, part_input, results, errors, retryable=retryable, validate=validate
+        )
     return CollectedRecord(
         job_state=BatchState.SUCCEEDED,
         responses=stats.responses,
@@ -148,6 +152,7 @@ def _collect_output(
         missing=stats.missing,
         strays=stats.strays,
         duplicates=stats.duplicates,
+        invalid=stats.invalid,
         tokens=stats.tokens,
     )
 

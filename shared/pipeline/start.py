@@ -11,6 +11,7 @@ from shared.run.spec import RunSpec
 from shared.run.store import RunStore
 from shared.settings import Settings
 from shared.storage import open_storage, split_uri
+from shared.typed import check_output_schema
 
 
 class RegisteredRun(BaseModel):
@@ -52,6 +53,7 @@ def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
     input_store, input_key = split_uri(spec.input_uri)
     if not input_store.exists(input_key):
         raise InputFileError(spec.input_uri, "no such file or object")
+    check_output_schema(spec.output_schema)
     entry, created = registry(settings).claim(spec)
     store = RunStore(open_storage(spec.output_uri))
     manifest = store.settle_manifest(effective_manifest(settings, spec, entry.run_id))

@@ -42,10 +42,12 @@ def run_id_for_key(idempotency_key: str) -> str:
 
 
 def spec_fingerprint(spec: RunSpec) -> str:
-    """What makes two specs "the same run" for an idempotency key (labels do not count)."""
-    return hashlib.sha256(
-        spec.model_dump_json(exclude={"labels"}).encode()
-    ).hexdigest()
+    """What makes two specs "the same run" for an idempotency key (labels do not count).
+
+    An unset ``output_schema`` is left out, so specs written before it existed keep their
+    fingerprint."""
+    exclude = {"labels"} if spec.output_schema is not None else {"labels", "output_schema"}
+    return hashlib.sha256(spec.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
 class RunRegistry:
