@@ -17,7 +17,7 @@ from celery import Celery
 from shared import names
 from shared.coordination import coordination_redis
 from shared.settings import Settings, load_settings
-from workers import logs
+from workers import logs, metrics
 
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -127,6 +127,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
+metrics.connect(lambda: app.settings)
 
 
 def configure(settings: Settings) -> ShardlineCelery:

@@ -45,6 +45,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from shared import events
 from shared.admission import _lua
 from shared.admission.rules import KeyLoad, Limits, orphans, pick_key, retry_countdown
 from shared.errors import RetryLater
@@ -148,11 +149,13 @@ class Admission:
         )
         if verdict == "jobs":
             self._wait(
+                "jobs",
                 f"key {key_fingerprint} has {live} live batch jobs, the limit is "
                 f"{self.limits.max_live_jobs}"
             )
         if verdict == "tokens":
             self._wait(
+                "tokens",
                 f"key {key_fingerprint} has {enqueued} tokens of {model} enqueued; {tokens} more "
                 f"would pass the budget of {self.limits.token_budget}"
             )
@@ -176,6 +179,7 @@ class Admission:
         )
         if verdict == "bytes":
             self._wait(
+                "file_bytes",
                 f"key {key_fingerprint} holds {held} bytes of uploaded files; {size} more "
                 f"would pass the budget of {self.limits.file_budget_bytes}"
             )
@@ -312,7 +316,9 @@ class Admission:
         argv = [now, *self._ttls, *args]
         return script(keys=_lua.keys_of(key_fingerprint), args=argv, client=client)
 
-    def _wait(self, reason: str) -> None:
+    def _wait(self, limit: str, reason: str) -> None:
+        """Refuse: count the wait by ``limit`` (jobs, tokens, file_bytes), then RetryLater."""
+        events.admission_wait(limit)
         raise RetryLater(reason, retry_countdown(*self._retry, rng=self._rng))
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task
 
-from shared import names
+from shared import events, names
 from shared.admission import Admission
 from shared.pipeline.reconcile import reconcile as reconcile_runs
 from workers.app import app
@@ -35,5 +35,15 @@ def reconcile(self: Task) -> dict[str, Any]:
         restart_merge=_restart_merge,
         restart_plan=_restart_plan,
         admission=Admission(app.coordination, app.settings),
+    )
+    events.reconciler_pass(
+        {
+            "chains_restarted": len(report.chains_restarted),
+            "merges_restarted": len(report.merges_restarted),
+            "plans_restarted": len(report.plans_restarted),
+            "pending_near_expiry": len(report.pending_near_expiry),
+            "unreadable": len(report.unreadable),
+            "admission_dropped": report.admission_dropped,
+        }
     )
     return report.model_dump(mode="json")  # sets become lists: the result is JSON
