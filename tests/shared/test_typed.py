@@ -181,3 +181,22 @@ def test_an_unusable_schema_fails_at_submission(tmp_path: Path) -> None:
         check_output_schema(OutputSchema(uri=str(broken)))
     check_output_schema(OutputSchema(from_request=True))
     check_output_schema(None)
+
+
+def test_a_schema_that_needs_a_remote_reference_is_refused() -> None:
+    remote = {"$ref": "https://schemas.invalid/person.json"}
+    with pytest.raises(SpecError, match="cannot be used"):
+        check_output_schema(OutputSchema(json_schema=remote))
+
+
+def test_valid_values_never_reach_the_slow_reference(monkeypatch) -> None:
+    import jsonschema
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the reference validator ran for a valid value")
+
+    validate = ResponseValidator(SCHEMA)  # checking the schema itself uses the reference
+    monkeypatch.setattr(jsonschema.Draft202012Validator, "iter_errors", refuse)
+    assert validate(staged(), answer('{"name": "Ada", "age": 36}')) is None
+    with pytest.raises(AssertionError, match="reference validator ran"):
+        validate(staged(), answer('{"name": "Ada"}'))  # a refusal is worded by it
