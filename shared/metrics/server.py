@@ -23,12 +23,19 @@ log = logging.getLogger("shardline.metrics")
 _lock = threading.Lock()
 #: The collector registered in this process (at most one: a second would double every series).
 _registered: list[RunsCollector] = []
+#: The endpoint serving in this process, if any (one per process).
+_serving: list[WSGIServer] = []
 
 
 def serve_metrics(settings: Settings, port: int | None = None) -> WSGIServer | None:
     """Serve ``/metrics`` on ``port`` (default ``settings.metrics_port``; 0: any free port)
     at ``settings.metrics_host`` in a daemon thread. None when no port is set. The bound
-    port is ``server.server_port``; ``server.shutdown()`` stops it."""
+    port is ``server.server_port``; ``server.shutdown()`` and ``server.server_close()`` stop
+    it.
+
+    One endpoint per process: while one is open, a second call returns it. (``shardline
+    run --metrics-port`` starts one, then its embedded worker's ``worker_init`` asks again.)
+    """
     port = settings.metrics_port if port is None else port
     if port is None:
         return None
@@ -36,6 +43,9 @@ def serve_metrics(settings: Settings, port: int | None = None) -> WSGIServer | N
         if not _registered:
             _registered.append(RunsCollector(settings))
             REGISTRY.register(_registered[0])
-    server, _thread = start_http_server(port, addr=settings.metrics_host)
+        if _serving and _serving[0].fileno() != -1:
+            return _serving[0]
+        server, _thread = start_http_server(port, addr=settings.metrics_host)
+        _serving[:] = [server]
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
     return server

@@ -123,11 +123,13 @@ def test_shardline_run_serves_metrics_while_it_runs(
     emulator_process_factory, pipeline_env, tmp_path: Path
 ) -> None:
     emulator = emulator_process_factory("--api-key", API_KEY, "--time-scale", "30")
+    port = free_port()
+    # The port in the environment too: the embedded worker's worker_init asks for it again.
     env = pipeline_env(emulator.handle.base_url, API_KEY, tmp_path, broker=None,
-                       metrics_host="127.0.0.1", metrics_cache_seconds="0")
+                       metrics_host="127.0.0.1", metrics_cache_seconds="0",
+                       metrics_port=str(port))
     source, out = tmp_path / "in.jsonl", tmp_path / "out"
     write_typed_input(source, 10)
-    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "run", str(source), "--out", str(out),
          "--metrics-port", str(port)],
@@ -150,7 +152,8 @@ def test_shardline_run_serves_metrics_while_it_runs(
                 break
             time.sleep(0.2)
         assert seen_running, "the endpoint never showed the live run's job"
-        assert process.wait(120) == 0
+        assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+        assert "raised" not in (process.stderr.read() if process.stderr else "")
     finally:
         if process.poll() is None:
             process.kill()

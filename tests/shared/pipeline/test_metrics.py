@@ -150,6 +150,11 @@ def test_the_endpoint(harness) -> None:
         assert ("shardline_provider_calls_total",
                 frozenset({"provider": "gemini", "code": "200"}.items())) in samples
         assert value(samples, "shardline_admission_waits_total", reason="file_bytes") >= 0
+        assert serve_metrics(settings, 0) is server  # one endpoint per process
     finally:
         server.shutdown()
         server.server_close()
+    again = serve_metrics(settings, 0)  # the closed one is not handed out
+    assert again is not None and again is not server
+    again.shutdown()
+    again.server_close()
