@@ -93,6 +93,12 @@ class RunSpec(BaseModel):
         default=None, description="Validate every response's text as JSON (typed results)."
     )
 
+    @model_validator(mode="after")
+    def _schema_needs_text(self) -> RunSpec:
+        if self.output_schema is not None and self.kind == "embed":
+            raise ValueError("output_schema applies to generate runs: an embedding has no text")
+        return self
+
     @field_validator("idempotency_key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:

@@ -162,6 +162,12 @@ def test_spec_takes_exactly_one_source() -> None:
             OutputSchema.model_validate(bad)
 
 
+def test_embed_runs_take_no_schema() -> None:
+    with pytest.raises(ValidationError, match="an embedding has no text"):
+        RunSpec(input_uri="a", output_uri="b", kind="embed",
+                output_schema={"from_request": True})
+
+
 def test_schema_from_a_uri(tmp_path: Path) -> None:
     path = tmp_path / "schema.json"
     path.write_bytes(orjson.dumps(SCHEMA))
