@@ -16,7 +16,8 @@ Decisions where the issue is silent:
   known price adds none.
 - Per-key load (live jobs, file storage against its budget) is read from the admission
   ledger in Redis; with no key configured there is none. A run whose records cannot be read
-  is counted in ``shardline_runs_unreadable`` and otherwise skipped.
+  is counted in ``shardline_runs_unreadable`` (alerted on), one whose output was deleted in
+  ``shardline_runs_missing`` (not alerted on); both are otherwise skipped.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
-from shared.errors import ShardlineError
+from shared.errors import RunNotFoundError, ShardlineError
 from shared.pricing import estimate_cost
 from shared.run.records import RunManifest, Summary, TokenTotals, utcnow
 from shared.run.registry import RunEntry, RunRegistry
@@ -197,7 +198,7 @@ class RunsCollector(Collector):
         started = time.monotonic()
         now = self._now()
         snaps: list[RunSnapshot] = []
-        unreadable = 0
+        unreadable = runs_missing = 0
         try:
             entries = list(RunRegistry(open_storage(self.settings.state_uri)).entries())
         except ShardlineError as exc:
@@ -209,6 +210,9 @@ class RunsCollector(Collector):
             if snap is None:
                 try:
                     snap = read_run(entry)
+                except RunNotFoundError:  # its output was deleted: not a fault to alert on
+                    runs_missing += 1
+                    continue
                 except (ShardlineError, ValueError) as exc:
                     log.warning("metrics: run %s unreadable: %s", entry.run_id, exc)
                     unreadable += 1
@@ -218,6 +222,9 @@ class RunsCollector(Collector):
             snaps.append(snap)
         families = self._run_families(snaps, now)
         families.extend(self._key_families())
+        families.append(_gauge("shardline_runs_missing",
+                               "Runs in the registry whose output (run.json) is gone.",
+                               runs_missing))
         families.append(_gauge("shardline_runs_unreadable",
                                "Runs (or the registry) whose records could not be read.",
                                unreadable))

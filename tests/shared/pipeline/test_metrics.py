@@ -90,6 +90,21 @@ def test_one_read_serves_scrapes_for_the_cache_time(harness) -> None:
     )
 
 
+def test_deleted_and_broken_runs(harness) -> None:
+    import shutil
+    from pathlib import Path
+
+    from shared.run import layout
+
+    settings = harness.settings.model_copy(update={"metrics_cache_seconds": 0.0})
+    gone, broken = harness.start(2), harness.start(2)
+    shutil.rmtree(gone.output_uri)
+    (Path(broken.output_uri) / layout.MANIFEST).write_text("{not json")
+    samples = scrape(RunsCollector(settings))
+    assert value(samples, "shardline_runs_missing") == 1
+    assert value(samples, "shardline_runs_unreadable") == 1
+
+
 def test_key_load_comes_from_the_admission_ledger(harness) -> None:
     settings = harness.settings.model_copy(update={"metrics_cache_seconds": 0.0})
     admission = Admission(coordination_redis(settings), settings)
