@@ -189,6 +189,7 @@ class ResponseValidator:
     def __init__(self, schema: dict[str, Any] | None, where: str = "output_schema") -> None:
         self._fixed = compile_schema(schema, where) if schema is not None else None
         self._compiled: dict[bytes, CompiledSchema | str] = {}
+        self._last: tuple[Any, CompiledSchema | str] | None = None
 
     def __call__(self, staged: bytes, response_json: bytes) -> dict[str, Any] | None:
         validator = self._fixed
@@ -226,6 +227,9 @@ class ResponseValidator:
             if schema is None:
                 return None
             schema = openapi_to_json_schema(schema)
+        last = self._last
+        if last is not None and last[0] == schema:  # the usual file: one schema throughout
+            return last[1]
         key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
         found = self._compiled.get(key)
         if found is None:
@@ -236,6 +240,7 @@ class ResponseValidator:
             except SpecError as exc:
                 found = str(exc)
             self._compiled[key] = found
+        self._last = (schema, found)
         return found
 
 
