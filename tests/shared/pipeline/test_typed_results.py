@@ -98,3 +98,16 @@ def test_without_a_schema_malformed_text_is_a_result(harness) -> None:
     ctx = harness.start(5)
     summary = harness.run(ctx)
     assert summary.counts.results == 5 and summary.counts.errors == 0
+
+
+def test_a_schema_uri_is_read_only_where_inputs_may_be(harness) -> None:
+    import pytest
+
+    from shared.errors import AccessError
+
+    source = harness.tmp / "in.jsonl"
+    source.write_text(json.dumps({"contents": [{"parts": [{"text": "hi"}]}]}) + "\n")
+    spec = RunSpec(input_uri=str(source), output_uri=str(harness.tmp / "out-protected"),
+                   output_schema=OutputSchema(uri="/etc/hostname"))
+    with pytest.raises(AccessError, match=r"^output_schema.uri /etc/hostname: a protected"):
+        register_run(harness.settings, spec)
