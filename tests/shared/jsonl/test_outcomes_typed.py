@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import orjson
+import pytest
 
 from shared.jsonl import classify_output
 from shared.jsonl.records import staged_line, staged_line_number
@@ -30,9 +31,12 @@ def run(output: list[bytes], lines: list[int], **options):
     return stats, results.getvalue().splitlines(), errors.getvalue().splitlines()
 
 
-def test_refused_responses_become_errors_with_their_text() -> None:
+@pytest.mark.parametrize("in_order", [False, True])  # the sorted join and the in-order one
+def test_refused_responses_become_errors_with_their_text(in_order: bool) -> None:
     output = [reply(1, '{"n": 1}'), reply(2, '{"n": "two"}'), reply(3, "nope"), reply(4, "{}")]
-    stats, results, errors = run(output, [1, 2, 3, 4], validate=ResponseValidator(SCHEMA))
+    stats, results, errors = run(
+        output, [1, 2, 3, 4], validate=ResponseValidator(SCHEMA), in_order=in_order
+    )
     assert [orjson.loads(r)["line"] for r in results] == [1]
     records = [orjson.loads(e) for e in errors]
     assert [r["line"] for r in records] == [2, 3, 4]
