@@ -3,7 +3,8 @@
 Builds N lines (default 200 k): a part input whose requests carry a ``responseJsonSchema``
 and a provider output (in input order, as the provider writes it) whose answers are JSON
 objects of five fields, 10 % of them in the wrong shape. Then, each in its own child process
-(its own peak RSS), ``classify_output`` on the same files:
+(its own peak RSS), ``classify_output`` on the same files, joined in order (``in_order=True``,
+the collect stage's first try):
 
 - ``none``: no schema (the hook is not passed: the usual path);
 - ``inline``: the run's one schema (``output_schema.json_schema``), compiled once;
@@ -93,7 +94,7 @@ with open(directory + "/output.jsonl", "rb") as output, \\
         open(directory + "/results-" + mode, "wb") as results, \\
         open(directory + "/errors-" + mode, "wb") as errors:
     stats = classify_output(output, part, results, errors, validate=validate,
-                            tmp_dir=directory)
+                            tmp_dir=directory, in_order=True)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(orjson.dumps({"wall": wall, "cpu": cpu, "rss_kb": rss, "invalid": stats.invalid,
