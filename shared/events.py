@@ -33,7 +33,8 @@ RECONCILER_PASSES = Counter("shardline_reconciler_passes", "Reconciler passes ru
 RECONCILER_FINDINGS = Counter(
     "shardline_reconciler_findings",
     "What the reconciler found and did, by kind (chains/merges/plans restarted, jobs pending "
-    "near the 48 h expiry, unreadable runs, admission holdings dropped).",
+    "near the 48 h expiry, unreadable or refused runs, admission holdings dropped, orphan "
+    "files and jobs swept).",
     ["kind"],
 )
 RECONCILER_LAST_PASS = Gauge(
@@ -49,6 +50,12 @@ RECONCILER_KINDS = (
     "pending_near_expiry",
     "unreadable",
     "admission_dropped",
+    "skipped_entries",
+    "refused",
+    "orphan_files_deleted",
+    "orphan_jobs_cancelled",
+    "orphan_jobs_deleted",
+    "sweep_errors",
 )
 for _reason in ADMISSION_REASONS:  # every series exists from the start, at 0
     ADMISSION_WAITS.labels(reason=_reason)

@@ -300,10 +300,10 @@ class RunsCollector(Collector):
         families = {
             name: GaugeMetricFamily(f"shardline_key_{name}", text, labels=["key"])
             for name, text in (
-                ("live_jobs", "Batch jobs a key holds live at the provider."),
-                ("max_live_jobs", "The live-job limit per key."),
-                ("file_bytes", "Bytes of uploaded files a key holds at the provider."),
-                ("file_budget_bytes", "The file storage budget per key."),
+                ("live_jobs", "Batch jobs the key's project holds live at the provider."),
+                ("max_live_jobs", "The live-job limit of the key's project (all its keys)."),
+                ("file_bytes", "Bytes of uploaded files the key's project holds at the provider."),
+                ("file_budget_bytes", "The file storage budget of the key's project."),
             )
         }
         for fingerprint in fingerprints:

@@ -28,14 +28,17 @@ def _restart_plan(run_id: str, output_uri: str) -> None:
 
 @app.task(bind=True, name=names.TASK_RECONCILE, acks_late=True)
 def reconcile(self: Task) -> dict[str, Any]:
-    """Re-attach work to runs nobody is moving (lost messages); warn on jobs near expiry."""
+    """Re-attach work to runs nobody is moving (lost messages); warn on jobs near expiry;
+    free provider files and jobs nothing needs (the orphan sweep)."""
     report = reconcile_runs(
         app.settings,
         restart_chain=_restart_chain,
         restart_merge=_restart_merge,
         restart_plan=_restart_plan,
         admission=Admission(app.coordination, app.settings),
+        sweep=True,
     )
+    swept = report.sweep
     events.reconciler_pass(
         {
             "chains_restarted": len(report.chains_restarted),
@@ -44,6 +47,12 @@ def reconcile(self: Task) -> dict[str, Any]:
             "pending_near_expiry": len(report.pending_near_expiry),
             "unreadable": len(report.unreadable),
             "admission_dropped": report.admission_dropped,
+            "skipped_entries": len(report.skipped_entries),
+            "refused": len(report.refused),
+            "orphan_files_deleted": swept.files_deleted if swept else 0,
+            "orphan_jobs_cancelled": swept.jobs_cancelled if swept else 0,
+            "orphan_jobs_deleted": swept.jobs_deleted if swept else 0,
+            "sweep_errors": len(swept.errors) if swept else 0,
         }
     )
     return report.model_dump(mode="json")  # sets become lists: the result is JSON

@@ -116,12 +116,12 @@ def test_key_load_comes_from_the_admission_ledger(harness) -> None:
         settings.file_storage_budget_bytes
     )
     assert value(samples, "shardline_key_max_live_jobs", key=fingerprint) == (
-        settings.max_live_jobs_per_key
+        settings.max_live_jobs_per_project
     )
 
 
 def test_admission_waits_are_counted(harness) -> None:
-    settings = harness.settings.model_copy(update={"max_live_jobs_per_key": 1})
+    settings = harness.settings.model_copy(update={"max_live_jobs_per_project": 1})
     admission = Admission(coordination_redis(settings), settings)
     before = events.ADMISSION_WAITS.labels(reason="jobs")._value.get()
     admission.acquire_job("fp-0123abcd", "run-a:s0:a1:p0", "m", 10)
