@@ -20,7 +20,8 @@ Example file::
      "latency": [{"endpoint": "files.*", "seconds": 0.5}],
      "drops": [{"after_bytes": 1000000, "times": 1}],
      "jobs": [{"display_name_contains": "-s00002-", "fail": {"code": 13, "message": "boom"}},
-              {"request_errors": {"rate": 0.1, "code": 429}}]}
+              {"request_errors": {"rate": 0.1, "code": 429}},
+              {"malformed_output": {"rate": 0.2, "shape": "wrong_shape"}}]}
 """
 
 from __future__ import annotations
@@ -122,6 +123,21 @@ class RequestErrors(BaseModel):
         return self.status or status_for_code(self.code)
 
 
+class MalformedOutput(BaseModel):
+    """A share of a job's generate answers whose text is not what was asked for: users
+    report batch responses in the wrong shape despite ``responseJsonSchema``.
+
+    ``wrong_shape``: the JSON answer sent as a JSON *string* (stringified JSON, a real
+    failure mode; no object or array schema accepts it). ``not_json``: the answer cut in
+    half, so it does not parse.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    shape: Literal["wrong_shape", "not_json"] = "wrong_shape"
+
+
 class JobFault(BaseModel):
     """What happens to the batch jobs a rule selects (by display name, model, kind, rate)."""
 
@@ -139,6 +155,7 @@ class JobFault(BaseModel):
         default=0.0, ge=0, description="Show SUCCEEDED this long (emulated) before the output."
     )
     request_errors: RequestErrors | None = None
+    malformed_output: MalformedOutput | None = None
     pending_seconds: float | None = Field(default=None, ge=0)
     running_seconds: float | None = Field(default=None, ge=0)
     echo_arrays_emptied: bool = Field(
@@ -162,6 +179,7 @@ class JobEffects(BaseModel):
     expire: bool = False
     late_output_seconds: float = 0.0
     request_errors: RequestErrors | None = None
+    malformed_output: MalformedOutput | None = None
     pending_seconds: float | None = None
     running_seconds: float | None = None
     echo_arrays_emptied: bool = False
@@ -261,6 +279,7 @@ class FaultEngine:
                     effects.late_output_seconds, rule.late_output_seconds
                 )
                 effects.request_errors = rule.request_errors or effects.request_errors
+                effects.malformed_output = rule.malformed_output or effects.malformed_output
                 if rule.pending_seconds is not None:
                     effects.pending_seconds = rule.pending_seconds
                 if rule.running_seconds is not None:

@@ -17,7 +17,7 @@ import orjson
 
 from emulator import model
 from emulator.errors import default_message
-from emulator.faults import RequestErrors, seeded_fraction
+from emulator.faults import MalformedOutput, RequestErrors, seeded_fraction
 from emulator.records import FileRecord, JobRecord
 from emulator.scramble import OutputWriter
 from emulator.store import Store, write_atomic
@@ -83,9 +83,16 @@ class JobWork:
         try:
             if self.job.kind == "embed":
                 return "response", model.embed(request, self.dimensions)
-            return "response", model.generate(request, self.job.model, f"{self.job.id}:{index}")
+            answer = model.generate(request, self.job.model, f"{self.job.id}:{index}")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return "error", _invalid(f"Invalid request: {exc}")
+        malformed = self.job.effects.malformed_output
+        if malformed is not None and malformed.rate > 0:
+            who = self.job.display_name or self.job.id
+            coin = seeded_fraction(self.seed, "malformed", who, key if key is not None else index)
+            if coin < malformed.rate:
+                _malform(answer, malformed)
+        return "response", answer
 
     def _count(self, outcome: str) -> None:
         self.job.processed += 1
@@ -214,6 +221,16 @@ class JobWork:
         self.job.work_done_at = self.now()
         self.job.work_done = True
         self.store.save_job(self.job)
+
+
+def _malform(answer: dict[str, Any], fault: MalformedOutput) -> None:
+    """Spoil the text of a generate answer in place (see :class:`MalformedOutput`)."""
+    part = answer["candidates"][0]["content"]["parts"][0]
+    text: str = part["text"]
+    if fault.shape == "wrong_shape":
+        part["text"] = orjson.dumps(text).decode()
+    else:
+        part["text"] = text[: max(1, len(text) // 2)]
 
 
 def _invalid(message: str) -> dict[str, Any]:

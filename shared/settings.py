@@ -219,6 +219,13 @@ class Settings(BaseSettings):
     # Logs
     log_json: bool = False
 
+    # Prometheus metrics (shared.metrics): off unless a port is set; 0 picks a free port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = Field(default="0.0.0.0", description="Interface the endpoint binds.")
+    metrics_cache_seconds: float = Field(
+        default=15.0, ge=0, description="How long one read of the run records serves scrapes."
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:

@@ -20,7 +20,7 @@ from shared.coordination import coordination_redis
 from shared.errors import ConfigError
 from shared.malloc import pin_mmap_threshold
 from shared.settings import Settings, load_settings, require_api_key
-from workers import logs
+from workers import logs, metrics
 
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -156,6 +156,7 @@ app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
 signals.celeryd_init.connect(_check_worker, weak=False, dispatch_uid="shardline.check_worker")
+metrics.connect(lambda: app.settings)
 
 
 def configure(settings: Settings) -> ShardlineCelery:

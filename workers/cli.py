@@ -31,12 +31,13 @@ from shared.errors import (
     SpecError,
     StorageError,
 )
+from shared.metrics.server import serve_metrics
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
 from shared.pipeline.sweep import sweep_orphans
-from shared.run.spec import DEFAULT_CLIENT, RunOptions, RunSpec, run_spec_schema
+from shared.run.spec import DEFAULT_CLIENT, OutputSchema, RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
 from shared.settings import Settings, load_settings, require_api_key
 from shared.storage import open_storage
@@ -107,9 +108,18 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             labels=dict(args.label or []),
             cache=not args.no_cache,
             max_cost=args.max_cost,
+            output_schema=_output_schema(args),
         )
     except ValidationError as exc:
         raise SpecError(f"invalid options: {problems(exc, name=_switch)}") from None
+
+
+def _output_schema(args: argparse.Namespace) -> OutputSchema | None:
+    if args.schema_from_request:
+        return OutputSchema(from_request=True)
+    if args.output_schema:
+        return OutputSchema(uri=_uri(args.output_schema))
+    return None
 
 
 def _console() -> Console:
@@ -187,7 +197,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         require_api_key(settings)
     started = register_run(settings, spec)
     _console().print(f"run {started.run_id} → {started.output_uri}")
-    return drive(settings, started, resume=False, as_json=args.json)
+    metrics = serve_metrics(settings, args.metrics_port)
+    if metrics is not None:
+        _console().print(f"metrics on http://{settings.metrics_host}:{metrics.server_port}/metrics")
+    try:
+        return drive(settings, started, resume=False, as_json=args.json)
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -385,6 +403,11 @@ def _run_options(parser: argparse.ArgumentParser, *, estimate: bool = False) -> 
     parser.add_argument("--max-cost", type=float, metavar="USD",
                         help="do not submit parts once the estimated cost would pass this")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    schema = parser.add_mutually_exclusive_group()
+    schema.add_argument("--output-schema", metavar="SCHEMA",
+                        help="a JSON Schema file (path or URI) every response's text must match")
+    schema.add_argument("--schema-from-request", action="store_true",
+                        help="check each response against its request's own response schema")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -399,7 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    _run_options(command("run", cmd_run, "submit a run and wait for it, showing progress"))
+    run = command("run", cmd_run, "submit a run and wait for it, showing progress")
+    _run_options(run)
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus metrics on this port while the run goes "
+                     "(default: SHARDLINE_METRICS_PORT; 0 picks a free port)")
     _run_options(command("submit", cmd_submit, "enqueue a run and print its id"))
     _run_options(command("estimate", cmd_estimate, "lines, tokens, cost, jobs and time of an "
                          "input, without uploading anything"), estimate=True)

@@ -55,6 +55,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from shared import events
 from shared.admission import _lua
 from shared.admission.rules import KeyLoad, Limits, orphans, pick_key, retry_countdown
 from shared.apikeys import fingerprint
@@ -163,11 +164,13 @@ class Admission:
         )
         if verdict == "jobs":
             self._wait(
+                "jobs",
                 f"{self._who(key_fingerprint)} has {live} live batch jobs, the limit is "
                 f"{self.limits.max_live_jobs}"
             )
         if verdict == "tokens":
             self._wait(
+                "tokens",
                 f"{self._who(key_fingerprint)} has {enqueued} tokens of {model} enqueued; "
                 f"{tokens} more would pass the budget of {self.limits.token_budget}"
             )
@@ -191,6 +194,7 @@ class Admission:
         )
         if verdict == "bytes":
             self._wait(
+                "file_bytes",
                 f"{self._who(key_fingerprint)} holds {held} bytes of uploaded files; {size} "
                 f"more would pass the budget of {self.limits.file_budget_bytes}"
             )
@@ -385,7 +389,9 @@ class Admission:
             return f"key {key_fingerprint}"
         return f"project {project!r} (key {key_fingerprint})"
 
-    def _wait(self, reason: str) -> None:
+    def _wait(self, limit: str, reason: str) -> None:
+        """Refuse: count the wait by ``limit`` (jobs, tokens, file_bytes), then RetryLater."""
+        events.admission_wait(limit)
         raise RetryLater(reason, retry_countdown(*self._retry, rng=self._rng))
 
 

@@ -52,8 +52,16 @@ MISSING_ERROR: dict[str, Any] = {
 RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504})
 #: gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE.
 RETRYABLE_GRPC_CODES = frozenset({4, 8, 13, 14})
+#: ``INVALID_OUTPUT``: a response that failed the run's output schema (:mod:`shared.typed`).
 RETRYABLE_STATUSES = frozenset(
-    {"RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "MISSING"}
+    {
+        "RESOURCE_EXHAUSTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "MISSING",
+        "INVALID_OUTPUT",
+    }
 )
 #: Status names for a bare code (HTTP per the provider's table, gRPC by number).
 STATUS_OF_CODE: dict[int, str] = {
@@ -96,12 +104,16 @@ _USAGE = (
 )
 _USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
 _ORDER = itemgetter(0)
+#: ``validate(staged_request_line, response_json) -> error | None`` (see classify_output).
+Validate = Callable[[bytes, bytes], "dict[str, Any] | None"]
 
 
 class OutcomeStats(BaseModel):
     """What one output file held. ``lines == responses + errors``; ``missing`` and
     ``retryable`` are parts of ``errors``; ``output_lines`` counts non-blank output lines
-    (``== responses + errors - missing + strays + duplicates``)."""
+    (``== responses + errors - missing + strays + duplicates``). ``invalid`` (part of
+    ``errors``) counts responses the ``validate`` hook refused; their tokens stay in
+    ``tokens`` (the provider bills them)."""
 
     lines: int = 0
     responses: int = 0
@@ -110,6 +122,7 @@ class OutcomeStats(BaseModel):
     missing: int = 0
     strays: int = 0
     duplicates: int = 0
+    invalid: int = 0
     output_lines: int = 0
     #: Sums of ``usageMetadata`` over kept responses (embeddings usually report none).
     tokens: TokenTotals = Field(default_factory=TokenTotals)
@@ -177,6 +190,7 @@ def classify_output(
     errors: BinaryIO,
     *,
     retryable: Callable[[Mapping[str, Any]], bool] = is_retryable,
+    validate: Validate | None = None,
     tmp_dir: str | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     in_order: bool = False,
@@ -192,17 +206,27 @@ def classify_output(
     that it does): outcomes are then joined with the part input as they are read, with no
     sort, no temporary files and no sort buffer. The first line that comes after a later one
     raises :class:`OutOfOrder` (see there). Both ways give the same bytes and counts.
+
+    ``validate`` (only given when the run has an output schema, so the usual path pays
+    nothing) sees each kept response with its staged request line; an error it returns
+    replaces the result (``retryable`` decides its flag).
     """
     usage = [0] * len(_USAGE)
     counts = [0, 0]  # output lines, strays while reading
     arrivals = _outcomes(output, retryable, usage, counts)
     if in_order:
-        return _join(_in_line_order(arrivals), part_input, results, errors, usage, counts)
+        return _join(
+            _in_line_order(arrivals), part_input, results, errors, usage, counts,
+            retryable, validate,
+        )
     with LineSorter(outcome_order, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
         add = sorter.add_keyed
         for order, record in arrivals:
             add(order, record)
-        return _join(sorter.sorted_keyed(), part_input, results, errors, usage, counts)
+        return _join(
+            sorter.sorted_keyed(), part_input, results, errors, usage, counts,
+            retryable, validate,
+        )
 
 
 def _outcomes(
@@ -280,10 +304,13 @@ def _join(
     errors: BinaryIO,
     usage: list[int],
     counts: list[int],
+    retryable: Callable[[Mapping[str, Any]], bool],
+    validate: Validate | None,
 ) -> OutcomeStats:
     """Merge-join ``outcomes`` (in outcome order) with the line-ordered part input: one
-    outcome per input line, ``MISSING`` where there is none."""
-    strays = duplicates = lines = responses = failures = retryables = missing = 0
+    outcome per input line, ``MISSING`` where there is none; ``validate`` may refuse a kept
+    response (see :func:`classify_output`)."""
+    strays = duplicates = lines = responses = failures = retryables = missing = invalid = 0
     pending = next(outcomes, None)
     previous = 0
     for staged in part_input:
@@ -309,6 +336,11 @@ def _join(
             duplicates += 1
             _drop(usage, pending)
             pending = next(outcomes, None)
+        if order == first and validate is not None:
+            refusal = validate(staged, response_json(kept))
+            if refusal is not None:
+                order, kept = first + 1, error_record(number, refusal, retryable(refusal))
+                invalid += 1
         if order == first:
             results.write(kept)
             responses += 1
@@ -328,6 +360,7 @@ def _join(
         missing=missing,
         strays=strays + counts[1],
         duplicates=duplicates,
+        invalid=invalid,
         output_lines=counts[0],
         tokens=TokenTotals(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
     )

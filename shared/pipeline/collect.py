@@ -45,6 +45,7 @@ from shared.run.records import (
     ShardOutcome,
 )
 from shared.run.states import BatchState, PartFate, ShardState
+from shared.typed import response_validator
 
 
 class CollectStep(BaseModel):
@@ -143,6 +144,8 @@ def _collect_output(
     def retryable(error: Mapping[str, Any]) -> bool:
         return may_retry and is_retryable(error)
 
+    validate = response_validator(ctx.manifest.spec.output_schema)  # once per part
+
     def classify(in_order: bool) -> OutcomeStats:
         with (
             storage.open_read(output_key) as output,
@@ -151,7 +154,8 @@ def _collect_output(
             storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
         ):
             return classify_output(
-                output, part_input, results, errors, retryable=retryable, in_order=in_order
+                output, part_input, results, errors, retryable=retryable, validate=validate,
+                in_order=in_order,
             )
 
     try:  # the provider documents output in input order: join as it comes, no sort
@@ -166,6 +170,7 @@ def _collect_output(
         missing=stats.missing,
         strays=stats.strays,
         duplicates=stats.duplicates,
+        invalid=stats.invalid,
         tokens=stats.tokens,
     )
 

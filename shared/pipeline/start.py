@@ -21,6 +21,7 @@ from shared.run.spec import RunSpec
 from shared.run.store import RunStore
 from shared.settings import Settings
 from shared.storage import open_storage, split_uri
+from shared.typed import check_output_schema
 
 
 class RegisteredRun(BaseModel):
@@ -66,6 +67,11 @@ def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
     """
     policy = AccessPolicy.from_settings(settings)
     policy.check_input(spec.input_uri)
+    if spec.output_schema is not None and spec.output_schema.uri is not None:
+        try:  # workers read it, like the input: the same places are allowed
+            policy.check_input(spec.output_schema.uri)
+        except AccessError as exc:
+            raise AccessError(str(exc).replace("input_uri", "output_schema.uri", 1)) from None
     where = policy.check_output(spec.output_uri)
     input_store, input_key = split_uri(spec.input_uri)
     if not input_store.exists(input_key):
@@ -76,6 +82,7 @@ def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
         raise InputFileError(spec.input_uri, reason)
     with input_store.open_read(input_key) as reader:
         check_jsonl(reader, spec.input_uri)
+    check_output_schema(spec.output_schema)
     output = open_storage(spec.output_uri)
     check_output_free(output, spec.output_uri, run_id_for(spec))
     check_not_inside_a_run(where, spec.output_uri)

@@ -177,6 +177,8 @@ class CollectedRecord(Record):
     missing: int = 0
     strays: int = 0
     duplicates: int = 0
+    #: Responses refused by the run's output schema (part of ``errors``).
+    invalid: int = 0
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     collected_at: datetime = Field(default_factory=utcnow)
     seconds: float = 0.0

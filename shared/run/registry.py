@@ -65,10 +65,12 @@ def run_id_for(spec: RunSpec) -> str | None:
 
 def spec_fingerprint(spec: RunSpec) -> str:
     """What makes two specs "the same run" for an idempotency key (labels do not count, nor
-    does the client: it is part of the run id already)."""
-    return hashlib.sha256(
-        spec.model_dump_json(exclude={"labels", "client"}).encode()
-    ).hexdigest()
+    does the client: it is part of the run id already). An unset ``output_schema`` is left
+    out, so specs written before it existed keep their fingerprint."""
+    exclude = {"labels", "client"}
+    if spec.output_schema is None:
+        exclude.add("output_schema")
+    return hashlib.sha256(spec.model_dump_json(exclude=exclude).encode()).hexdigest()
 
 
 class RunRegistry:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.limits import (
     LABEL_NAME,
@@ -37,6 +37,32 @@ class RunOptions(BaseModel):
     shard_max_requests: int | None = Field(default=None, gt=0)
     max_request_attempts: int | None = Field(default=None, ge=1, le=20)
     max_job_attempts: int | None = Field(default=None, ge=1, le=20)
+
+
+class OutputSchema(BaseModel):
+    """What every response's text must be: JSON valid against a schema (typed results).
+
+    Exactly one source: ``json_schema`` (a JSON Schema inline), ``uri`` (a JSON Schema file:
+    path, ``file://``, ``s3://``, ``gs://``), or ``from_request`` (each request's own
+    ``generationConfig.responseJsonSchema``, else its OpenAPI-style ``responseSchema``).
+    A response that does not parse or validate becomes an ``INVALID_OUTPUT`` error, retried
+    like a retryable error while attempts remain (see :mod:`shared.typed`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    json_schema: dict[str, Any] | None = Field(default=None, description="Inline JSON Schema.")
+    uri: str | None = Field(default=None, min_length=1, description="A JSON Schema file.")
+    from_request: bool = Field(
+        default=False, description="Each request's own responseJsonSchema / responseSchema."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OutputSchema:
+        sources = (self.json_schema is not None) + (self.uri is not None) + self.from_request
+        if sources != 1:
+            raise ValueError("output_schema: give exactly one of json_schema, uri, from_request")
+        return self
 
 
 class RunSpec(BaseModel):
@@ -104,6 +130,15 @@ class RunSpec(BaseModel):
         description="Budget in USD: parts whose estimated cost would take the run past it "
         "are not submitted (their lines end as BUDGET_EXCEEDED errors).",
     )
+    output_schema: OutputSchema | None = Field(
+        default=None, description="Validate every response's text as JSON (typed results)."
+    )
+
+    @model_validator(mode="after")
+    def _schema_needs_text(self) -> RunSpec:
+        if self.output_schema is not None and self.kind == "embed":
+            raise ValueError("output_schema applies to generate runs: an embedding has no text")
+        return self
 
     @field_validator("idempotency_key")
     @classmethod

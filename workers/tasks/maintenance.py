@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task
 
-from shared import names
+from shared import events, names
 from shared.admission import Admission
 from shared.pipeline.reconcile import reconcile as reconcile_runs
 from workers.app import app
@@ -37,5 +37,22 @@ def reconcile(self: Task) -> dict[str, Any]:
         restart_plan=_restart_plan,
         admission=Admission(app.coordination, app.settings),
         sweep=True,
+    )
+    swept = report.sweep
+    events.reconciler_pass(
+        {
+            "chains_restarted": len(report.chains_restarted),
+            "merges_restarted": len(report.merges_restarted),
+            "plans_restarted": len(report.plans_restarted),
+            "pending_near_expiry": len(report.pending_near_expiry),
+            "unreadable": len(report.unreadable),
+            "admission_dropped": report.admission_dropped,
+            "skipped_entries": len(report.skipped_entries),
+            "refused": len(report.refused),
+            "orphan_files_deleted": swept.files_deleted if swept else 0,
+            "orphan_jobs_cancelled": swept.jobs_cancelled if swept else 0,
+            "orphan_jobs_deleted": swept.jobs_deleted if swept else 0,
+            "sweep_errors": len(swept.errors) if swept else 0,
+        }
     )
     return report.model_dump(mode="json")  # sets become lists: the result is JSON

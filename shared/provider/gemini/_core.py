@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from shared import events
 from shared.errors import ProviderError, ProviderServerError
 from shared.provider.gemini._errors import (
     API_KEY_HEADER,
@@ -24,6 +25,8 @@ from shared.provider.retry import RetryPolicy, retry_wait
 log = logging.getLogger("shardline.provider")
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+#: The provider label of this client's call metrics.
+PROVIDER = "gemini"
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -109,7 +112,9 @@ class ClientCore:
         try:
             response = self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
+            events.provider_call(PROVIDER, None)
             raise error_from_exception(exc) from exc
+        events.provider_call(PROVIDER, response.status_code)
         if response.is_success:
             return response
         try:
