@@ -18,6 +18,7 @@ from shared import names
 from shared.coordination import coordination_redis
 from shared.settings import Settings, load_settings
 from workers import logs
+from workers.liveness import DeadlineTimer, HandBack
 
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -86,7 +87,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, Any] = {
         # A countdown task is held unacknowledged by a worker until its ETA; on Redis it is
         # delivered again once unacknowledged for this long, so it must exceed the longest
-        # countdown Shardline schedules (validated in Settings).
+        # countdown Shardline schedules (validated in Settings). A dead worker's work does
+        # not wait for it: leases and the deadline check restart it (workers.liveness).
         "visibility_timeout": settings.visibility_timeout_seconds,
     }
     if settings.embedded:
@@ -126,6 +128,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
+# Liveness (README "Recovery"): the deadline check in every worker, and held countdown
+# messages handed back at once on a polite shutdown.
+app.steps["worker"].add(DeadlineTimer)
+app.steps["consumer"].add(HandBack)
 logs.connect(lambda: app.settings)
 
 

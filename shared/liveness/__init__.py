@@ -6,8 +6,16 @@ task does, :mod:`shared.liveness.check` for what finds and restarts the dead.
 
 from shared.liveness.check import CheckReport, Restarter, check_deadlines, rebuild_index
 from shared.liveness.index import DeadlineIndex
-from shared.liveness.records import MERGE, PLAN, Lease, admits, overdue_at, shard_subject
-from shared.liveness.watch import StepWatch, close_subject, expect, new_ticket, read_lease
+from shared.liveness.records import (
+    MERGE,
+    PLAN,
+    Lease,
+    admits,
+    message_ticket,
+    overdue_at,
+    shard_subject,
+)
+from shared.liveness.watch import StepWatch, close_subject, expect, new_task_id, read_lease
 
 __all__ = [
     "MERGE",
@@ -21,7 +29,8 @@ __all__ = [
     "check_deadlines",
     "close_subject",
     "expect",
-    "new_ticket",
+    "message_ticket",
+    "new_task_id",
     "overdue_at",
     "read_lease",
     "rebuild_index",

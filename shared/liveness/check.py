@@ -33,10 +33,11 @@ from shared.liveness.records import (
     PLAN,
     Lease,
     Step,
+    message_ticket,
     overdue_at,
     subject_shard,
 )
-from shared.liveness.watch import close_subject, expect, index_lease, new_ticket, read_lease
+from shared.liveness.watch import close_subject, expect, index_lease, new_task_id, read_lease
 from shared.records import utcnow
 from shared.registry import RunRegistry
 from shared.settings import Settings
@@ -51,14 +52,14 @@ REBUILD_CLAIM_SECONDS = 600.0
 
 
 class Restarter(Protocol):
-    """Sends the messages a restart needs; ``ticket`` is the id the first message carries."""
+    """Sends the messages a restart needs; the first one carries the task id ``task_id``."""
 
-    def plan(self, run_id: str, output_uri: str, ticket: str) -> None: ...
+    def plan(self, run_id: str, output_uri: str, task_id: str) -> None: ...
 
     def chain(self, run_id: str, output_uri: str, shard: int, attempt: int,
-              ticket: str) -> None: ...
+              task_id: str) -> None: ...
 
-    def merge(self, run_id: str, output_uri: str, ticket: str) -> None: ...
+    def merge(self, run_id: str, output_uri: str, task_id: str) -> None: ...
 
 
 class CheckReport(BaseModel):
@@ -125,7 +126,7 @@ def _verify(settings: Settings, index: DeadlineIndex, restart: Restarter,
 
 def _restart(settings: Settings, index: DeadlineIndex, restart: Restarter, storage: Storage,
              run_id: str, output_uri: str, lease: Lease, now: datetime) -> None:
-    ticket = new_ticket()
+    task_id = new_task_id()
     shard = subject_shard(lease.subject)
     step: Step = (
         "plan" if lease.subject == PLAN else "merge" if lease.subject == MERGE else "upload"
@@ -135,14 +136,15 @@ def _restart(settings: Settings, index: DeadlineIndex, restart: Restarter, stora
                 "lease lapsed" if lease.state == "running" else "message overdue",
                 lease.deadline.isoformat(), lease.restarts + 1)
     expect(storage, index, settings, run_id=run_id, output_uri=output_uri,
-           subject=lease.subject, step=step, attempt=lease.attempt, ticket=ticket, due=now,
+           subject=lease.subject, step=step, attempt=lease.attempt,
+           ticket=message_ticket(task_id), due=now,
            restarts=lease.restarts + 1)
     if shard is not None:
-        restart.chain(run_id, output_uri, shard, max(lease.attempt, 1), ticket)
+        restart.chain(run_id, output_uri, shard, max(lease.attempt, 1), task_id)
     elif lease.subject == PLAN:
-        restart.plan(run_id, output_uri, ticket)
+        restart.plan(run_id, output_uri, task_id)
     else:
-        restart.merge(run_id, output_uri, ticket)
+        restart.merge(run_id, output_uri, task_id)
 
 
 def rebuild_index(settings: Settings, index: DeadlineIndex, *,

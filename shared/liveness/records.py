@@ -8,10 +8,10 @@ waiting for and by when:
 - ``running``: a task holds it; ``deadline`` is the lease's expiry, pushed forward by the
   task's heartbeat while it works (see :mod:`shared.liveness.watch`). A lapsed lease means
   the task died (SIGKILL, OOM, lost node).
-- ``waiting``: a message is on its way; ``ticket`` names it (the Celery task id, or the
-  ``ticket`` keyword of a countdown retry) and ``deadline`` is when it is due (now for a
-  chain's next step, now + countdown for a poll). A due time long past means the message
-  was lost (held by a dead worker, or dropped between kombu's BRPOP and its unacked record).
+- ``waiting``: a message is on its way; ``ticket`` names it (:func:`message_ticket`) and
+  ``deadline`` is when it is due (now for a chain's next step, now + countdown for a poll).
+  A due time long past means the message was lost (held by a dead worker, or dropped
+  between kombu's BRPOP and its unacked record).
 - ``done``: nothing more to wait for (the shard is final, the merge wrote the summary).
 
 Storage stays the source of truth; the Redis index (:mod:`shared.liveness.index`) only
@@ -41,6 +41,13 @@ LEASES = "_shardline/leases"
 #: A restarted subject that is overdue again waits longer each time (grace x 2**n, n <= 4):
 #: a backlog of queued work is not answered with ever more duplicates.
 MAX_BACKOFF_DOUBLINGS = 4
+
+
+def message_ticket(task_id: str, retries: int = 0) -> str:
+    """How a lease names one message: its Celery task id and retry count. A countdown retry
+    keeps the task id and counts one more, so each retry is a message of its own; the same
+    message delivered twice has the same ticket (a live lease tells those two apart)."""
+    return f"{task_id}:{retries}"
 
 
 def shard_subject(shard: int) -> str:

@@ -53,8 +53,9 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def new_ticket() -> str:
-    return uuid.uuid4().hex
+def new_task_id() -> str:
+    """The id of a message the deadline check is about to send (recorded before sending)."""
+    return str(uuid.uuid4())
 
 
 def read_lease(storage: Storage, subject: str) -> Lease | None:

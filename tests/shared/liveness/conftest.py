@@ -23,14 +23,14 @@ class Calls:
     chains: list[tuple[str, int, int, str]] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
 
-    def plan(self, run_id: str, output_uri: str, ticket: str) -> None:
-        self.plans.append((run_id, ticket))
+    def plan(self, run_id: str, output_uri: str, task_id: str) -> None:
+        self.plans.append((run_id, task_id))
 
-    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, ticket: str) -> None:
-        self.chains.append((run_id, shard, attempt, ticket))
+    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, task_id: str) -> None:
+        self.chains.append((run_id, shard, attempt, task_id))
 
-    def merge(self, run_id: str, output_uri: str, ticket: str) -> None:
-        self.merges.append((run_id, ticket))
+    def merge(self, run_id: str, output_uri: str, task_id: str) -> None:
+        self.merges.append((run_id, task_id))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from shared.liveness import (
     StepWatch,
     check_deadlines,
     expect,
+    message_ticket,
     read_lease,
     shard_subject,
 )
@@ -51,10 +52,11 @@ def test_a_lapsed_lease_restarts_the_shard_chain_once(world: World, calls: Calls
     later = after(world, world.settings.lease_seconds + 1)
     report = check_deadlines(world.settings, world.index, calls, now=later)
     assert report.restarted == [f"{world.run_id}/s00003"]
-    [(run_id, shard, attempt, ticket)] = calls.chains
+    [(run_id, shard, attempt, task_id)] = calls.chains
     assert (run_id, shard, attempt) == (world.run_id, 3, 2)
     lease = read_lease(world.storage, "s00003")
-    assert lease is not None and lease.state == "waiting" and lease.ticket == ticket
+    assert lease is not None and lease.state == "waiting"
+    assert lease.ticket == message_ticket(task_id)
     assert lease.restarts == 1
     # Checked again at once: the restart is not overdue yet; nothing is sent twice.
     check_deadlines(world.settings, world.index, calls, now=later)
