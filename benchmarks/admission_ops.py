@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from shared import names
 from shared.admission import Admission
-from shared.keys import fingerprint
+from shared.apikeys import fingerprint
 from shared.settings import Settings
 
 

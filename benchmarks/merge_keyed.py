@@ -1,4 +1,4 @@
-"""Collect (classify + sort a scrambled provider output) and finish_shard against GNU sort.
+"""Collect (classify + sort a scrambled provider output) and join_shard against GNU sort.
 
 Builds, for N lines (default 1 M): a part input (staged lines), its sidecar, and a provider
 output file in random order (~5 % errors, ~0.1 % lines missing, key first so ``sort`` can
@@ -6,8 +6,8 @@ use it). Then, in the same run:
 
 - ``LC_ALL=C sort -t'"' -k4,4n -S <budget> --parallel=1`` on the output file (reference:
   sorting the same lines numerically by key, single-threaded, same memory budget as ours);
-- in a child process (its own peak RSS): ``collect_output`` with the sort budget (default:
-  the library's, ``shared.jsonl.sort.DEFAULT_MEMORY_BYTES``), then ``finish_shard`` joining
+- in a child process (its own peak RSS): ``classify_output`` with the sort budget (default:
+  the library's, ``shared.jsonl.sort.DEFAULT_MEMORY_BYTES``), then ``join_shard`` joining
   the outcomes with the sidecar into user-facing lines.
 
 With ``--baseline DIR`` (the root of another checkout) the same collect and finish run with
@@ -84,7 +84,15 @@ def generate(directory: Path, lines: int, seed: int = 2) -> dict[str, int]:
 
 def child(directory: str, memory: int, root: str, out: str) -> None:
     sys.path.insert(0, root)  # run as a script: make the repo (or the baseline) importable
-    from shared.jsonl import collect_output, finish_shard
+    try:
+        from shared.jsonl import classify_output, join_shard
+    except ImportError:  # a --baseline checkout from before the jsonl names of issue #9
+        from shared.jsonl import (  # type: ignore[attr-defined,no-redef]
+            collect_output as classify_output,
+        )
+        from shared.jsonl import (  # type: ignore[attr-defined,no-redef]
+            finish_shard as join_shard,
+        )
 
     base = Path(directory)
     target = Path(out)
@@ -97,7 +105,7 @@ def child(directory: str, memory: int, root: str, out: str) -> None:
         open(target / "results.part", "wb", buffering=1 << 20) as results,
         open(target / "errors.part", "wb", buffering=1 << 20) as errors,
     ):
-        stats = collect_output(output, part, results, errors, tmp_dir=out, memory_bytes=memory)
+        stats = classify_output(output, part, results, errors, tmp_dir=out, memory_bytes=memory)
     collected = time.perf_counter()
     collected_cpu = time.process_time()
     with (
@@ -107,7 +115,7 @@ def child(directory: str, memory: int, root: str, out: str) -> None:
         open(target / "results.jsonl", "wb", buffering=1 << 20) as results_out,
         open(target / "errors.jsonl", "wb", buffering=1 << 20) as errors_out,
     ):
-        totals = finish_shard(sidecar, [(1, results, errors)], results_out, errors_out)
+        totals = join_shard(sidecar, [(1, results, errors)], results_out, errors_out)
     finished = time.perf_counter()
     finished_cpu = time.process_time()
     print(
@@ -173,7 +181,7 @@ def main() -> None:
                 print(
                     f"  budget {memory >> 20} MiB, {name}: GNU sort -n {sort_seconds:.2f} s "
                     f"(cpu {sort_cpu:.2f}); collect {report['collect_seconds']:.2f} s "
-                    f"(cpu {report['collect_cpu']:.2f}) + finish_shard "
+                    f"(cpu {report['collect_cpu']:.2f}) + join_shard "
                     f"{report['finish_seconds']:.2f} s (cpu {report['finish_cpu']:.2f}) "
                     f"= {ours:.2f} s (ratio {ours / sort_seconds:.1f}x, cpu "
                     f"{ours_cpu / sort_cpu:.1f}x; collect alone "

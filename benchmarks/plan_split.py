@@ -4,7 +4,7 @@ Generates a JSONL input of realistic generate requests (keyed lines with metadat
 requests, a few bad lines and duplicates), streamed to a temp file; then, in the same run:
 
 - ``split -C <shard>`` on the file (the reference: a byte-exact line-preserving splitter);
-- ``plan_input`` to a LocalStorage with the same shard size, in a child process so its
+- ``split_input`` to a LocalStorage with the same shard size, in a child process so its
   peak RSS (``ru_maxrss``) is its own; once per input size, to show RSS does not grow;
 - with ``--baseline DIR`` (the root of another checkout, e.g. ``git archive <rev> shared |
   tar -x -C DIR``), the same plan with that code too, on the same file, for a before/after
@@ -82,14 +82,17 @@ def generate(
 
 def child(path: str, out_dir: str, shard_bytes: int, root: str) -> None:
     sys.path.insert(0, root)  # run as a script: make the repo (or the baseline) importable
-    from shared.jsonl import plan_input
+    try:
+        from shared.jsonl import split_input
+    except ImportError:  # a --baseline checkout from before the jsonl names of issue #9
+        from shared.jsonl import plan_input as split_input  # type: ignore[attr-defined,no-redef]
     from shared.storage.local import LocalStorage
 
     store = LocalStorage(out_dir)
     started = time.perf_counter()
     started_cpu = time.process_time()
     with open(path, "rb", buffering=1 << 20) as reader:
-        result = plan_input(
+        result = split_input(
             reader,
             store,
             kind="generate",
@@ -170,7 +173,7 @@ def main() -> None:
                 f"input {size / 1e6:.0f} MB, {lines} lines: "
                 f"split -C {args.shard_mb}M {split_seconds:.2f} s "
                 f"({size / 1e6 / split_seconds:.0f} MB/s); "
-                f"plan_input {plan_seconds:.2f} s ({size / 1e6 / plan_seconds:.0f} MB/s, "
+                f"split_input {plan_seconds:.2f} s ({size / 1e6 / plan_seconds:.0f} MB/s, "
                 f"{report['lines'] / plan_seconds / 1000:.0f} k lines/s); "
                 f"ratio {plan_seconds / split_seconds:.1f}x; cpu {report['cpu']:.2f} s against "
                 f"split's {split_cpu:.2f} s ({report['cpu'] / split_cpu:.1f}x); "
@@ -182,7 +185,7 @@ def main() -> None:
                 baseline_dir = Path(tmp) / "plan-baseline"
                 before = _plan(source, baseline_dir, shard_bytes, args.baseline)
                 print(
-                    f"  baseline {args.baseline}: plan_input {before['seconds']:.2f} s "
+                    f"  baseline {args.baseline}: split_input {before['seconds']:.2f} s "
                     f"({report['lines'] / before['seconds'] / 1000:.0f} k lines/s, "
                     f"{before['seconds'] / split_seconds:.1f}x split), cpu {before['cpu']:.2f} s; "
                     f"peak RSS {before['rss_mb']:.1f} MB; this code is "

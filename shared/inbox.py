@@ -8,7 +8,7 @@ An object is new when its ``(inbox, URI, etag)`` has no claim yet. For each one 
 2. starts the run with an idempotency key derived from the digest, so even a second start
    of the same object (see 4) names the same run;
 3. launches the run (sends its plan unless an earlier launch did, see
-   ``workers.tasks.run.launch``) and marks the claim ``started``.
+   ``workers.launch.launch_run``) and marks the claim ``started``.
 4. A claim still ``claimed`` after :data:`CLAIM_TIMEOUT` belongs to a sweep that died between
    1 and 3: the next sweep finishes it. Start and launch are both idempotent, so this repeats
    no run, and no plan unless the dead sweep sent it but died before the launch marker.
@@ -34,14 +34,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared import names
 from shared.errors import InputFileError, ObjectNotFoundError, SpecError
-from shared.pipeline.start import StartedRun, start_run
-from shared.registry import run_id_for_key
-from shared.runstore import dump
+from shared.pipeline.start import RegisteredRun, register_run
+from shared.run import layout
+from shared.run.registry import run_id_for_key
+from shared.run.spec import RunSpec
+from shared.run.store import dump
 from shared.schedule import Inbox
 from shared.settings import Settings
-from shared.spec import RunSpec
 from shared.storage import ObjectInfo, Storage, join_uri, open_storage
 
 log = logging.getLogger("shardline.inbox")
@@ -49,8 +49,8 @@ log = logging.getLogger("shardline.inbox")
 #: A claim left ``claimed`` this long was abandoned by a sweep that died; sweeps finish it.
 CLAIM_TIMEOUT = timedelta(minutes=10)
 
-#: ``launch(started)``: send the run's plan unless already sent (``workers.tasks.run.launch``).
-Launch = Callable[[StartedRun], object]
+#: ``launch(registered)``: send the run's plan unless already sent (``workers.launch.launch_run``).
+Launch = Callable[[RegisteredRun], object]
 
 
 class InboxClaim(BaseModel):
@@ -135,7 +135,7 @@ def new_claim(inbox: Inbox, info: ObjectInfo, now: datetime) -> InboxClaim:
 
 
 def claim_key(claim: InboxClaim) -> str:
-    return names.registry_inbox(object_digest(claim.inbox, claim.object_uri, claim.etag))
+    return layout.registry_inbox(object_digest(claim.inbox, claim.object_uri, claim.etag))
 
 
 def read_claim(state: Storage, key: str) -> InboxClaim | None:
@@ -190,7 +190,7 @@ def _start(
 ) -> None:
     """Start the claimed run and launch it, then mark the claim ``started``."""
     try:
-        started = start_run(settings, claim.spec)
+        started = register_run(settings, claim.spec)
     except InputFileError:
         log.info("inbox %s: %s vanished before its run started", claim.inbox, claim.object_uri)
         state.delete(key)

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
-from shared.records import CostEstimate, TokenTotals
+from shared.run.records import CostEstimate, TokenTotals
 
 BATCH_DISCOUNT = 0.5
 

@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from shared.errors import InputFileError, SpecError
-from shared.spec import Kind, RunOptions, RunSpec
+from shared.run.spec import Kind, RunOptions, RunSpec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -22,12 +22,16 @@ from shared.errors import InputError, ProviderError, RunError, ShardlineError, S
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
-from shared.pipeline.start import StartedRun, lookup_run, registry, start_run
-from shared.runstore import RunRecords
+from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
+from shared.run.spec import RunOptions, RunSpec, run_spec_schema
+from shared.run.store import RunStore
 from shared.settings import Settings, load_settings
-from shared.spec import RunOptions, RunSpec, run_spec_schema
 from shared.storage import open_storage
+from workers.app import configure
+from workers.demo import DEMO_KEY, emulator_process, write_sample
 from workers.display import follow, progress_line, summary_table
+from workers.embedded import embedded_worker
+from workers.launch import launch_run, send_plan
 
 EXIT_OK, EXIT_UNACCOUNTED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_FAILURE = 0, 1, 2, 3, 4
 
@@ -81,8 +85,8 @@ def _console() -> Console:
     return Console(stderr=True)
 
 
-def _records(output_uri: str) -> RunRecords:
-    return RunRecords(open_storage(output_uri))
+def _store(output_uri: str) -> RunStore:
+    return RunStore(open_storage(output_uri))
 
 
 def _finish(progress: RunProgress, output_uri: str, *, as_json: bool) -> int:
@@ -97,31 +101,26 @@ def _finish(progress: RunProgress, output_uri: str, *, as_json: bool) -> int:
     return EXIT_OK if summary.accounted else EXIT_UNACCOUNTED
 
 
-def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: bool) -> int:
+def drive(settings: Settings, started: RegisteredRun, *, resume: bool, as_json: bool) -> int:
     """Make the run progress and show it until it is done.
 
     Embedded: this process is the worker; a run found unfinished (created by an earlier
     process whose in-memory queue died with it) is resumed from its records. With a broker:
     only enqueue, and watch the records while workers anywhere do the work.
     """
-    from workers.app import configure
-    from workers.tasks.run import enqueue_plan, launch
-
     app = configure(settings)
-    records = _records(started.output_uri)
+    store = _store(started.output_uri)
 
     def read() -> RunProgress:
-        return read_progress(records)
+        return read_progress(store)
 
-    if records.summary() is not None:
+    if store.summary() is not None:
         return _finish(read(), started.output_uri, as_json=as_json)
     console = _console()
     if settings.embedded:
-        from workers.embedded import embedded_worker
-
         with embedded_worker(app, concurrency=settings.embedded_concurrency):
             # Always: this process's in-memory queue is new, whatever ran the run before.
-            enqueue_plan(started.run_id, started.output_uri)
+            send_plan(started.run_id, started.output_uri)
             try:
                 progress = follow(read, console=console)
             except KeyboardInterrupt:
@@ -131,9 +130,9 @@ def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: boo
                 return EXIT_INTERRUPTED
         return _finish(progress, started.output_uri, as_json=as_json)
     if resume:
-        enqueue_plan(started.run_id, started.output_uri)
+        send_plan(started.run_id, started.output_uri)
     else:
-        launch(started)
+        launch_run(started)
     try:
         progress = follow(read, console=console)
     except KeyboardInterrupt:
@@ -146,7 +145,7 @@ def drive(settings: Settings, started: StartedRun, *, resume: bool, as_json: boo
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    started = start_run(settings, spec_from_args(args))
+    started = register_run(settings, spec_from_args(args))
     _console().print(f"run {started.run_id} → {started.output_uri}")
     return drive(settings, started, resume=False, as_json=args.json)
 
@@ -160,12 +159,9 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    from workers.app import configure
-    from workers.tasks.run import launch
-
     configure(settings)
-    started = start_run(settings, spec_from_args(args))
-    launch(started)
+    started = register_run(settings, spec_from_args(args))
+    launch_run(started)
     if args.json:
         print(started.model_dump_json())
     else:
@@ -175,7 +171,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
-    progress = read_progress(_records(entry.output_uri))
+    progress = read_progress(_store(entry.output_uri))
     if args.json:
         print(progress.model_dump_json(indent=2))
     elif progress.summary is not None:
@@ -187,8 +183,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
-    records = _records(entry.output_uri)
-    progress = follow(lambda: read_progress(records), console=_console())
+    store = _store(entry.output_uri)
+    progress = follow(lambda: read_progress(store), console=_console())
     return _finish(progress, entry.output_uri, as_json=args.json)
 
 
@@ -203,13 +199,10 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
-    started = StartedRun(run_id=entry.run_id, output_uri=entry.output_uri, created=False)
+    started = RegisteredRun(run_id=entry.run_id, output_uri=entry.output_uri, created=False)
     if not settings.embedded and args.detach:
-        from workers.app import configure
-        from workers.tasks.run import enqueue_plan
-
         configure(settings)
-        enqueue_plan(started.run_id, started.output_uri)
+        send_plan(started.run_id, started.output_uri)
         print(started.run_id)
         return EXIT_OK
     return drive(settings, started, resume=True, as_json=args.json)
@@ -219,7 +212,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     entries = sorted(registry(settings).entries(), key=lambda e: e.created_at, reverse=True)
     for entry in entries[: args.limit]:
         try:
-            state = read_progress(_records(entry.output_uri)).state
+            state = read_progress(_store(entry.output_uri)).state
         except ShardlineError:
             state = "unknown"
         print(f"{entry.run_id}\t{state}\t{entry.created_at:%Y-%m-%d %H:%M}\t{entry.output_uri}")
@@ -232,8 +225,6 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
-    from workers.demo import DEMO_KEY, emulator_process, write_sample
-
     base = Path(args.dir).expanduser().resolve()
     work = base / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
@@ -259,7 +250,7 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
             options=RunOptions(shard_max_requests=args.shard_max_requests),
             labels={"demo": "true"},
         )
-        started = start_run(demo_settings, spec)
+        started = register_run(demo_settings, spec)
         code = drive(demo_settings, started, resume=False, as_json=False)
     out = work / "out"
     console.print(f"results: {out / 'results.jsonl'}\nerrors:  {out / 'errors.jsonl'}\n"
@@ -268,9 +259,15 @@ def cmd_demo(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace, settings: Settings) -> int:
+    return _emulator(args.emulator_args)
+
+
+def _emulator(argv: list[str]) -> int:
+    """The bundled emulator's own command line; imported only here, so that no worker
+    process loads the emulator (workers only ever talk HTTP to it)."""
     from emulator.cli import main as emulator_main
 
-    return emulator_main(args.emulator_args)
+    return emulator_main(argv)
 
 
 # ---- parser ---------------------------------------------------------------------------
@@ -329,9 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["emulator"]:  # pass every switch through untouched
-        from emulator.cli import main as emulator_main
-
-        return emulator_main(raw[1:])
+        return _emulator(raw[1:])
     args = build_parser().parse_args(raw)
     try:
         settings = load_settings()

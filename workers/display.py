@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.pipeline.progress import RunProgress
-from shared.records import Summary
+from shared.run.records import Summary
 
 
 def _elapsed(seconds: float) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery.worker import WorkController
+from celery.worker import WorkController, state
 
 from workers.app import ShardlineCelery
 
@@ -33,8 +33,6 @@ def embedded_worker(
     app: ShardlineCelery, *, concurrency: int = 4, loglevel: str = "WARNING", pool: str = "threads"
 ) -> Iterator[WorkController]:
     """Run a thread-pool worker for ``app`` until the block exits."""
-    from celery.worker import state
-
     # Chain and chord steps are sent through the *current* app; without this they would
     # go to Celery's default app (and its default broker), not to this in-memory one.
     app.finalize()

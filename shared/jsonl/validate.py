@@ -21,11 +21,11 @@ Size limits and duplicate keys are the planner's business, not this function's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-Kind = Literal["generate", "embed"]
+from shared.run.spec import Kind
 
 RESERVED_FIELDS = ("response", "error", "attempts")
 _NO_KEY = object()

@@ -9,32 +9,24 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-import orjson
-
-from shared import names
 from shared.errors import NotFoundError
 from shared.pipeline.context import RunContext
-from shared.pipeline.poll import job_is_final
-from shared.records import utcnow
 
 
 def cancel_run(ctx: RunContext) -> dict[str, Any]:
-    ctx.storage.create_if_absent(
-        names.CANCEL_MARKER, orjson.dumps({"requested_at": utcnow().isoformat()})
-    )
+    ctx.store.request_cancel()
     sent = 0
-    plan = ctx.records.plan()
+    plan = ctx.store.plan()
     for shard in plan.shards if plan else []:
-        if ctx.records.outcome(shard.index) is not None:
+        if ctx.store.outcome(shard.index) is not None:
             continue
-        for attempt in ctx.records.attempts(shard.index):
-            for part in attempt.parts:
-                job = ctx.records.job(shard.index, attempt.attempt, part.part)
-                if job is None or job.job_name is None or job.cancel_sent or job_is_final(job):
-                    continue
-                with contextlib.suppress(NotFoundError):
-                    ctx.client(job.key_fingerprint).cancel_batch(job.job_name)
-                job.cancel_sent = True
-                ctx.records.write(names.part_job(shard.index, attempt.attempt, part.part), job)
-                sent += 1
+        for ref in ctx.store.parts(shard.index):
+            job = ctx.store.job(ref.shard, ref.attempt, ref.part)
+            if job is None or job.job_name is None or job.cancel_sent or job.is_final:
+                continue
+            with contextlib.suppress(NotFoundError):
+                ctx.provider(job.key_fingerprint).cancel_job(job.job_name)
+            job.cancel_sent = True
+            ctx.store.write_job(ref.shard, ref.attempt, ref.part, job)
+            sent += 1
     return {"run_id": ctx.run_id, "cancelled_jobs": sent}

@@ -1,12 +1,12 @@
 """Stage 6: turn each finished job into sorted outcome files, then decide what comes next.
 
 For every part of the attempt: the provider's responses file is streamed into the run's
-storage, split into results and per-request errors (errors keep the provider's code,
+storage, classified into results and per-request errors (errors keep the provider's code,
 status and message), and the provider's copies of the input and output files are deleted.
 A job that failed, expired, vanished or was cancelled makes every line of its part an
 error. Lines whose error is retryable, while attempts remain, become the next attempt
-(an expired job's lines in parts half the size); otherwise the shard is finished: its
-attempts are merged into the shard's final, input-ordered results and errors.
+(an expired job's lines in parts half the size); otherwise the shard is finished
+(:mod:`shared.pipeline.finish`).
 """
 
 from __future__ import annotations
@@ -22,33 +22,20 @@ from pydantic import BaseModel
 from shared import names
 from shared.errors import NotFoundError, ProviderError, RunError
 from shared.failpoints import failpoint
-from shared.jsonl import (
-    collect_output,
-    fail_all,
-    finish_shard,
-    is_retryable,
-    retryable_lines,
-    stage_parts,
-)
+from shared.jsonl import classify_output, fail_all, is_retryable, retryable_lines, stage_parts
+from shared.pipeline.cleanup import delete_part_file
 from shared.pipeline.context import RunContext
-from shared.pipeline.merge import delete_part_file
-from shared.pipeline.poll import VANISHED, job_is_final
-from shared.records import (
+from shared.pipeline.finish import finish_shard
+from shared.run import layout
+from shared.run.records import (
     AttemptReason,
     AttemptRecord,
     CollectedRecord,
     JobRecord,
     PartPlan,
     ShardOutcome,
-    ShardState,
-    TokenTotals,
 )
-
-SUCCEEDED = "BATCH_STATE_SUCCEEDED"
-EXPIRED = "BATCH_STATE_EXPIRED"
-CANCELLED = "BATCH_STATE_CANCELLED"
-NOT_SUBMITTED = "NOT_SUBMITTED"
-ABANDONED = "ABANDONED"
+from shared.run.states import BatchState, PartFate, ShardState
 
 
 class CollectStep(BaseModel):
@@ -60,39 +47,35 @@ class CollectStep(BaseModel):
     state: ShardState | None = None
 
 
-def shard_is_final(ctx: RunContext, shard: int) -> bool:
-    return ctx.storage.exists(names.shard_outcome(shard))
-
-
 def collect_attempt(ctx: RunContext, shard: int, attempt: int) -> CollectStep:
-    outcome = ctx.records.outcome(shard)
+    outcome = ctx.store.outcome(shard)
     if outcome is not None:
         return CollectStep(shard=shard, attempt=attempt, state=outcome.state)
-    record = ctx.records.require_attempt(shard, attempt)
-    cancelled = ctx.records.cancel_requested()
+    record = ctx.store.require_attempt(shard, attempt)
+    cancelled = ctx.store.cancel_requested()
     collected = [collect_part(ctx, shard, attempt, part, cancelled) for part in record.parts]
     failpoint("collect.after_parts")
-    if ctx.records.attempt(shard, attempt + 1) is not None:
+    if ctx.store.attempt(shard, attempt + 1) is not None:
         return CollectStep(shard=shard, attempt=attempt, next_attempt=attempt + 1)
     retry = sum(c.retryable for c in collected)
     limit = max(ctx.manifest.max_request_attempts, ctx.manifest.max_job_attempts)
     if retry and not cancelled and attempt < limit:
-        expired = any(c.job_state == EXPIRED for c in collected)
+        expired = any(c.job_state is BatchState.EXPIRED for c in collected)
         stage_next_attempt(ctx, record, retry, "expired" if expired else "retry")
         failpoint("collect.after_staging")
         return CollectStep(shard=shard, attempt=attempt, next_attempt=attempt + 1)
-    final = finish(ctx, shard)
+    final = finish_shard(ctx, shard)
     return CollectStep(shard=shard, attempt=attempt, state=final.state)
 
 
 def collect_part(
     ctx: RunContext, shard: int, attempt: int, part: PartPlan, cancelled: bool
 ) -> CollectedRecord:
-    existing = ctx.records.collected(shard, attempt, part.part)
+    existing = ctx.store.collected(shard, attempt, part.part)
     if existing is not None:
         return existing
     started = time.monotonic()
-    job = ctx.records.job(shard, attempt, part.part)
+    job = ctx.store.job(shard, attempt, part.part)
     manifest = ctx.manifest
     if job is None or job.job_name is None:
         if not cancelled:
@@ -102,18 +85,20 @@ def collect_part(
             "status": "CANCELLED",
             "message": "the run was cancelled before this request was submitted",
         }
-        record = _fail_part(ctx, shard, attempt, part, error, NOT_SUBMITTED, retryable=False)
-    elif not job_is_final(job):
+        record = _fail_part(
+            ctx, shard, attempt, part, error, PartFate.NOT_SUBMITTED, retryable=False
+        )
+    elif not job.is_final or job.state is None:
         raise RunError(f"run {ctx.run_id}: job {job.job_name} is not final ({job.state})")
-    elif job.state == SUCCEEDED:
+    elif job.state is BatchState.SUCCEEDED:
         record = _collect_output(ctx, shard, attempt, part, job, cancelled)
     else:
         retry = not cancelled and attempt < manifest.max_job_attempts
         record = _fail_part(
-            ctx, shard, attempt, part, _job_error(job, cancelled), job.state or "", retry
+            ctx, shard, attempt, part, _job_error(job, cancelled), job.state, retry
         )
     record.seconds = time.monotonic() - started
-    ctx.records.write(names.part_collected(shard, attempt, part.part), record)
+    ctx.store.write_collected(shard, attempt, part.part, record)
     _free_provider_files(ctx, shard, attempt, part.part, job)
     if job is not None:
         ctx.admission.release_job(
@@ -126,12 +111,12 @@ def _collect_output(
     ctx: RunContext, shard: int, attempt: int, part: PartPlan, job: JobRecord, cancelled: bool
 ) -> CollectedRecord:
     storage = ctx.storage
-    output_key = names.part_output(shard, attempt, part.part)
+    output_key = layout.part_output(shard, attempt, part.part)
     if not storage.exists(output_key):
         assert job.responses_file is not None
         try:
             with (
-                ctx.client(job.key_fingerprint).download(job.responses_file) as chunks,
+                ctx.provider(job.key_fingerprint).open_output(job.responses_file) as chunks,
                 storage.open_write(output_key) as out,
             ):
                 for chunk in chunks:
@@ -151,12 +136,12 @@ def _collect_output(
     with (
         storage.open_read(output_key) as output,
         storage.open_read(part.input_key) as part_input,
-        storage.open_write(names.part_results(shard, attempt, part.part)) as results,
-        storage.open_write(names.part_errors(shard, attempt, part.part)) as errors,
+        storage.open_write(layout.part_results(shard, attempt, part.part)) as results,
+        storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
     ):
-        stats = collect_output(output, part_input, results, errors, retryable=retryable)
+        stats = classify_output(output, part_input, results, errors, retryable=retryable)
     return CollectedRecord(
-        job_state=SUCCEEDED,
+        job_state=BatchState.SUCCEEDED,
         responses=stats.responses,
         errors=stats.errors,
         retryable=stats.retryable if may_retry else 0,
@@ -169,17 +154,17 @@ def _collect_output(
 
 def _job_error(job: JobRecord, cancelled: bool) -> dict[str, Any]:
     """The error every line of a job that produced no output gets."""
-    if job.state == EXPIRED:
+    if job.state is BatchState.EXPIRED:
         return {
             "code": None,
             "status": "EXPIRED",
             "message": "the batch job expired (not finished within 48 h) and gave no results",
         }
-    if job.state == CANCELLED and cancelled:
+    if job.state is BatchState.CANCELLED and cancelled:
         return {"code": None, "status": "CANCELLED", "message": "the run was cancelled"}
-    if job.state == VANISHED:
+    if job.state is BatchState.VANISHED:
         base: dict[str, Any] = {"status": "NOT_FOUND", "message": "the batch job disappeared"}
-    elif job.state == CANCELLED:
+    elif job.state is BatchState.CANCELLED:
         base = {"status": "CANCELLED", "message": "the batch job was cancelled outside Shardline"}
     else:
         base = {"status": "FAILED", "message": "the batch job failed"}
@@ -197,14 +182,14 @@ def _fail_part(
     attempt: int,
     part: PartPlan,
     error: Mapping[str, Any],
-    job_state: str,
+    job_state: BatchState | PartFate,
     retryable: bool,
 ) -> CollectedRecord:
     storage = ctx.storage
     with (
         storage.open_read(part.input_key) as part_input,
-        storage.open_write(names.part_results(shard, attempt, part.part)),
-        storage.open_write(names.part_errors(shard, attempt, part.part)) as errors,
+        storage.open_write(layout.part_results(shard, attempt, part.part)),
+        storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
     ):
         count = fail_all(part_input, errors, error, retryable)
     return CollectedRecord(job_state=job_state, errors=count, retryable=count if retryable else 0)
@@ -218,7 +203,7 @@ def _free_provider_files(
     if job is not None and job.responses_file:
         # Best effort: generated files expire after 48 h anyway.
         with suppress(ProviderError):
-            ctx.client(job.key_fingerprint).delete_file(job.responses_file)
+            ctx.provider(job.key_fingerprint).delete_file(job.responses_file)
 
 
 def stage_next_attempt(
@@ -229,7 +214,9 @@ def stage_next_attempt(
     storage = ctx.storage
     with ExitStack() as stack:
         errors = [
-            stack.enter_context(storage.open_read(names.part_errors(shard, record.attempt, p.part)))
+            stack.enter_context(
+                storage.open_read(layout.part_errors(shard, record.attempt, p.part))
+            )
             for p in record.parts
         ]
         sources = [stack.enter_context(storage.open_read(p.input_key)) for p in record.parts]
@@ -237,7 +224,7 @@ def stage_next_attempt(
         staged = stage_parts(
             sources,
             wanted,
-            lambda index: storage.open_write(names.part_input(shard, attempt, index)),
+            lambda index: storage.open_write(layout.part_input(shard, attempt, index)),
             max_bytes=ctx.manifest.shard_max_bytes,
             max_requests=ctx.manifest.shard_max_requests,
             min_parts=2 if reason == "expired" else 1,
@@ -250,7 +237,7 @@ def stage_next_attempt(
         parts=[
             PartPlan(
                 part=part.index,
-                input_key=names.part_input(shard, attempt, part.index),
+                input_key=layout.part_input(shard, attempt, part.index),
                 requests=part.requests,
                 bytes=part.bytes,
                 estimated_tokens=part.estimated_tokens,
@@ -258,97 +245,11 @@ def stage_next_attempt(
             for part in staged
         ],
     )
-    return ctx.records.create_or_read(names.attempt_record(shard, attempt), next_record)
+    return ctx.store.settle_attempt(next_record)
 
 
 def _merged_lines(errors: list[BinaryIO]) -> Iterator[int]:
     return heapq.merge(*(retryable_lines(reader) for reader in errors))
-
-
-def finish(ctx: RunContext, shard: int) -> ShardOutcome:
-    """Merge every attempt of the shard into its final results and errors, once."""
-    existing = ctx.records.outcome(shard)
-    if existing is not None:
-        return existing
-    storage = ctx.storage
-    attempts = ctx.records.attempts(shard)
-    collected: list[tuple[int, int, CollectedRecord]] = []
-    for attempt in attempts:
-        for part in attempt.parts:
-            record = ctx.records.collected(shard, attempt.attempt, part.part)
-            if record is not None:
-                collected.append((attempt.attempt, part.part, record))
-    with ExitStack() as stack:
-        sidecar = stack.enter_context(storage.open_read(names.shard_sidecar(shard)))
-        streams = [
-            (
-                number,
-                stack.enter_context(storage.open_read(names.part_results(shard, number, part))),
-                stack.enter_context(storage.open_read(names.part_errors(shard, number, part))),
-            )
-            for number, part, _ in collected
-        ]
-        results = stack.enter_context(storage.open_write(names.shard_results(shard)))
-        errors = stack.enter_context(storage.open_write(names.shard_errors(shard)))
-        totals = finish_shard(sidecar, streams, results, errors)
-    failpoint("finish.after_results")
-    tokens = TokenTotals()
-    for _, _, record in collected:
-        tokens = tokens.add(record.tokens)
-    outcome = ShardOutcome(
-        shard=shard,
-        state=_shard_state(ctx, totals.results, totals.errors),
-        requests=totals.lines,
-        results=totals.results,
-        errors=totals.errors,
-        attempts=len(attempts),
-        jobs=_job_names(ctx, attempts),
-        tokens=tokens,
-        stage_seconds=_stage_seconds(ctx, attempts, collected),
-    )
-    return ctx.records.create_or_read(names.shard_outcome(shard), outcome)
-
-
-def _shard_state(ctx: RunContext, results: int, errors: int) -> ShardState:
-    if ctx.records.cancel_requested() and errors:
-        return "cancelled"
-    if errors == 0:
-        return "succeeded"
-    return "failed" if results == 0 else "partial"
-
-
-def _job_names(ctx: RunContext, attempts: list[AttemptRecord]) -> list[str]:
-    found = []
-    for attempt in attempts:
-        for part in attempt.parts:
-            job = ctx.records.job(attempt.shard, attempt.attempt, part.part)
-            if job is not None and job.job_name:
-                found.append(job.job_name)
-    return found
-
-
-def _stage_seconds(
-    ctx: RunContext,
-    attempts: list[AttemptRecord],
-    collected: list[tuple[int, int, CollectedRecord]],
-) -> dict[str, float]:
-    upload = create = wait = 0.0
-    for attempt in attempts:
-        for part in attempt.parts:
-            up = ctx.records.upload(attempt.shard, attempt.attempt, part.part)
-            if up is not None and up.finished_at is not None:
-                upload += (up.finished_at - up.started_at).total_seconds()
-            job = ctx.records.job(attempt.shard, attempt.attempt, part.part)
-            if job is not None and job.created_at is not None:
-                create += max(0.0, (job.created_at - job.intent_at).total_seconds())
-                if job.polled_at is not None:
-                    wait += max(0.0, (job.polled_at - job.created_at).total_seconds())
-    return {
-        "upload": round(upload, 3),
-        "create": round(create, 3),
-        "wait": round(wait, 3),
-        "collect": round(sum(record.seconds for _, _, record in collected), 3),
-    }
 
 
 def abandon_attempt(
@@ -359,26 +260,28 @@ def abandon_attempt(
     A live job is cancelled first (best effort) so that nothing keeps running unpaid-for
     attention; the lines it held are reported with the error that made us give up.
     """
-    existing = ctx.records.outcome(shard)
+    existing = ctx.store.outcome(shard)
     if existing is not None:
         return existing
-    record = ctx.records.require_attempt(shard, attempt)
+    record = ctx.store.require_attempt(shard, attempt)
     error: dict[str, Any] = {
         "code": getattr(exc, "code", None),
         "status": getattr(exc, "status", None) or "ABANDONED",
         "message": f"Shardline gave up on this request: {exc}",
     }
     for part in record.parts:
-        if ctx.records.collected(shard, attempt, part.part) is not None:
+        if ctx.store.collected(shard, attempt, part.part) is not None:
             continue
-        job = ctx.records.job(shard, attempt, part.part)
-        if job is not None and job.job_name and not job_is_final(job):
+        job = ctx.store.job(shard, attempt, part.part)
+        if job is not None and job.job_name and not job.is_final:
             with suppress(ProviderError):
-                ctx.client(job.key_fingerprint).cancel_batch(job.job_name)
-        collected = _fail_part(ctx, shard, attempt, part, error, ABANDONED, retryable=False)
-        ctx.records.write(names.part_collected(shard, attempt, part.part), collected)
+                ctx.provider(job.key_fingerprint).cancel_job(job.job_name)
+        collected = _fail_part(
+            ctx, shard, attempt, part, error, PartFate.ABANDONED, retryable=False
+        )
+        ctx.store.write_collected(shard, attempt, part.part, collected)
         if job is not None:
             ctx.admission.release_job(
                 job.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part.part)
             )
-    return finish(ctx, shard)
+    return finish_shard(ctx, shard)

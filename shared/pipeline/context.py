@@ -1,4 +1,4 @@
-"""What a stage needs to act on one run: settings, the run's storage and records, clients."""
+"""What a stage needs to act on one run: settings, the run's storage and records, providers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from functools import cached_property
 import redis
 
 from shared.admission import Admission
+from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
-from shared.keys import KeyPool
-from shared.provider import GeminiClient, build_client
-from shared.records import RunManifest
-from shared.runstore import RunRecords
+from shared.provider import BatchProvider, build_provider
+from shared.run.records import RunManifest
+from shared.run.store import RunStore
 from shared.settings import Settings
 from shared.storage import Storage, open_storage
 
@@ -27,23 +27,23 @@ class RunContext:
     run_id: str
     output_uri: str
     redis: redis.Redis | None = field(default=None, repr=False)
-    _clients: dict[str, GeminiClient] = field(default_factory=dict, repr=False)
+    _providers: dict[str, BatchProvider] = field(default_factory=dict, repr=False)
 
     @cached_property
     def storage(self) -> Storage:
         return open_storage(self.output_uri)
 
     @cached_property
-    def records(self) -> RunRecords:
-        return RunRecords(self.storage)
+    def store(self) -> RunStore:
+        return RunStore(self.storage)
 
     @cached_property
     def manifest(self) -> RunManifest:
-        return self.records.manifest()
+        return self.store.manifest()
 
     @cached_property
-    def keys(self) -> KeyPool:
-        return KeyPool(self.settings.key_pool())
+    def keys(self) -> ApiKeyPool:
+        return ApiKeyPool(self.settings.key_pool())
 
     @cached_property
     def admission(self) -> Admission:
@@ -52,17 +52,17 @@ class RunContext:
             self.redis = coordination_redis(self.settings)
         return Admission(self.redis, self.settings)
 
-    def client(self, key_fingerprint: str) -> GeminiClient:
-        """A client that authenticates with the key of that fingerprint (key affinity)."""
-        if key_fingerprint not in self._clients:
+    def provider(self, key_fingerprint: str) -> BatchProvider:
+        """The provider, talking with the key of that fingerprint (key affinity)."""
+        if key_fingerprint not in self._providers:
             key = self.keys.get(key_fingerprint)
-            self._clients[key_fingerprint] = build_client(self.settings, key)
-        return self._clients[key_fingerprint]
+            self._providers[key_fingerprint] = build_provider(self.settings, key)
+        return self._providers[key_fingerprint]
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        for provider in self._providers.values():
+            provider.close()
+        self._providers.clear()
 
 
 @contextmanager

@@ -13,9 +13,10 @@ from shared import names
 from shared.errors import ProviderClientError, RetryLater, RunError
 from shared.failpoints import failpoint
 from shared.pipeline.context import RunContext
-from shared.provider import BatchJob
+from shared.provider import ProviderJob
 from shared.provider.retry import RetryPolicy
-from shared.records import JobRecord, PartPlan, utcnow
+from shared.run import layout
+from shared.run.records import JobRecord, PartPlan, utcnow
 from shared.settings import Settings
 
 #: Beyond the HTTP timeout: connecting (at most 10 s) and a margin for clocks.
@@ -31,23 +32,22 @@ def create_lease_seconds(settings: Settings) -> float:
 
 
 def create_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
-    if ctx.records.cancel_requested():
+    if ctx.store.cancel_requested():
         return
-    record = ctx.records.require_attempt(shard, attempt)
+    record = ctx.store.require_attempt(shard, attempt)
     for part in record.parts:
         create_part(ctx, shard, attempt, part)
 
 
 def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> JobRecord:
-    key = names.part_job(shard, attempt, part.part)
-    job = ctx.records.job(shard, attempt, part.part)
+    job = ctx.store.job(shard, attempt, part.part)
     if job is not None and job.job_name is not None:
         return job
-    upload = ctx.records.upload(shard, attempt, part.part)
+    upload = ctx.store.upload(shard, attempt, part.part)
     if upload is None or upload.file_name is None:
         raise RunError(f"run {ctx.run_id}: shard {shard}/a{attempt}/p{part.part} not uploaded")
-    display = names.display_name(ctx.run_id, shard, attempt, part.part)
-    client = ctx.client(upload.key_fingerprint)
+    display = layout.display_name(ctx.run_id, shard, attempt, part.part)
+    provider = ctx.provider(upload.key_fingerprint)
     # Before the intent: a wait here must not leave an intent that makes the next try wait
     # out the create lease. Idempotent per holder, so a redelivered task counts once.
     holder = names.redis_holder(ctx.run_id, shard, attempt, part.part)
@@ -63,46 +63,49 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
             file_name=upload.file_name,
             request_count=part.requests,
         )
-        fresh = ctx.records.create(key, job)
+        fresh = ctx.store.create_job(shard, attempt, part.part, job)
         if not fresh:
-            job = ctx.records.job(shard, attempt, part.part) or job
+            job = ctx.store.job(shard, attempt, part.part) or job
             if job.job_name is not None:
                 return job
     if not fresh:
-        found = client.find_batches_by_display_name(display)
+        found = provider.find_jobs(display)
         if found:
-            return _record(ctx, key, job, min(found, key=lambda b: b.create_time or utcnow()))
+            earliest = min(found, key=lambda b: b.create_time or utcnow())
+            return _record(ctx, shard, attempt, part.part, job, earliest)
         age = (utcnow() - job.intent_at).total_seconds()
         lease = create_lease_seconds(ctx.settings)
         if job.create_in_flight and age < lease:
             raise RetryLater(f"create of {display} may be in flight elsewhere", lease - age)
         job.intent_at = utcnow()  # take the lease over: the earlier creator is gone
         job.create_in_flight = True
-        ctx.records.write(key, job)
+        ctx.store.write_job(shard, attempt, part.part, job)
     failpoint("create.after_intent")
     try:
-        batch = client.create_batch(
-            ctx.manifest.model,
+        created = provider.create_job(
+            model=ctx.manifest.model,
+            kind=ctx.manifest.kind,
             display_name=display,
             file_name=upload.file_name,
-            kind=ctx.manifest.kind,
         )
     except ProviderClientError:
         # A 4xx (429 included) is an answer: no job was made, so the next try need not wait.
         job.create_in_flight = False
-        ctx.records.write(key, job)
+        ctx.store.write_job(shard, attempt, part.part, job)
         ctx.admission.release_job(upload.key_fingerprint, holder)
         raise
-    return _record(ctx, key, job, batch)
+    return _record(ctx, shard, attempt, part.part, job, created)
 
 
-def _record(ctx: RunContext, key: str, job: JobRecord, batch: BatchJob) -> JobRecord:
+def _record(
+    ctx: RunContext, shard: int, attempt: int, part: int, job: JobRecord, made: ProviderJob
+) -> JobRecord:
     failpoint("create.after_call")
-    job.job_name = batch.name
+    job.job_name = made.name
     job.created_at = utcnow()  # our clock: the provider's may differ (emulated, skewed)
-    job.state = batch.state.value
+    job.state = made.state
     job.create_in_flight = False
-    ctx.records.write(key, job)
+    ctx.store.write_job(shard, attempt, part, job)
     return job
 
 

@@ -9,38 +9,39 @@ from __future__ import annotations
 
 import time
 
-from shared import names
-from shared.errors import NotFoundError, ProviderError, RetryLater, RunError
+from shared.errors import RetryLater, RunError
 from shared.failpoints import failpoint
 from shared.jsonl import concat
+from shared.pipeline.cleanup import delete_run_files
 from shared.pipeline.context import RunContext
 from shared.pricing import estimate_cost
-from shared.records import (
+from shared.run import layout
+from shared.run.records import (
     CostEstimate,
     Counts,
     PlanRecord,
-    RunState,
     ShardOutcome,
     Summary,
     TokenTotals,
     utcnow,
 )
+from shared.run.states import RunState
 
 #: How long the merge waits between looks while shards are still running.
 MERGE_WAIT_SECONDS = 15.0
 
 
 def merge_run(ctx: RunContext) -> Summary:
-    existing = ctx.records.summary()
+    existing = ctx.store.summary()
     if existing is not None:
         return existing
-    plan = ctx.records.plan()
+    plan = ctx.store.plan()
     if plan is None:
         raise RunError(f"run {ctx.run_id} has no plan yet; nothing to merge")
     outcomes: list[ShardOutcome] = []
     waiting = 0
     for shard in plan.shards:
-        outcome = ctx.records.outcome(shard.index)
+        outcome = ctx.store.outcome(shard.index)
         if outcome is None:
             waiting += 1
         else:
@@ -49,17 +50,17 @@ def merge_run(ctx: RunContext) -> Summary:
         raise RetryLater(f"{waiting} of {len(plan.shards)} shards not final", MERGE_WAIT_SECONDS)
     started = time.monotonic()
     storage = ctx.storage
-    with storage.open_write(names.RESULTS) as out:
-        concat(storage, [names.shard_results(o.shard) for o in outcomes], out)
-    with storage.open_write(names.ERRORS) as out:
-        concat(storage, [names.shard_errors(o.shard) for o in outcomes], out)
-    with storage.open_write(names.REJECTED) as out:
-        concat(storage, [names.PLAN_REJECTED], out)
+    with storage.open_write(layout.RESULTS) as out:
+        concat(storage, [layout.shard_results(o.shard) for o in outcomes], out)
+    with storage.open_write(layout.ERRORS) as out:
+        concat(storage, [layout.shard_errors(o.shard) for o in outcomes], out)
+    with storage.open_write(layout.REJECTED) as out:
+        concat(storage, [layout.PLAN_REJECTED], out)
     failpoint("merge.after_results")
     summary = _summary(ctx, plan, outcomes, merge_seconds=time.monotonic() - started)
-    written = ctx.records.create_or_read(names.SUMMARY, summary)
+    written = ctx.store.settle_summary(summary)
     failpoint("merge.after_summary")
-    delete_provider_files(ctx, plan)
+    delete_run_files(ctx, plan)
     return written
 
 
@@ -104,7 +105,7 @@ def _summary(
 
 
 def _state(ctx: RunContext, counts: Counts) -> RunState:
-    if ctx.records.cancel_requested():
+    if ctx.store.cancel_requested():
         return "cancelled"
     if counts.errors == 0:
         return "succeeded"
@@ -136,29 +137,4 @@ def fail_run(ctx: RunContext, reason: str) -> Summary:
         labels=manifest.spec.labels,
         error=reason,
     )
-    return ctx.records.create_or_read(names.SUMMARY, summary)
-
-
-def delete_provider_files(ctx: RunContext, plan: PlanRecord) -> None:
-    """Free the provider's 20 GB file quota: delete every input file the run uploaded."""
-    for shard in plan.shards:
-        for attempt in ctx.records.attempts(shard.index):
-            for part in attempt.parts:
-                delete_part_file(ctx, shard.index, attempt.attempt, part.part)
-
-
-def delete_part_file(ctx: RunContext, shard: int, attempt: int, part: int) -> None:
-    record = ctx.records.upload(shard, attempt, part)
-    if record is None or record.file_name is None or record.deleted:
-        return
-    try:
-        ctx.client(record.key_fingerprint).delete_file(record.file_name)
-    except NotFoundError:
-        pass  # expired or deleted already: the quota is free either way
-    except ProviderError:
-        return  # best effort; files expire after 48 h and the reconciler retries
-    ctx.admission.release_file_bytes(
-        record.key_fingerprint, names.redis_holder(ctx.run_id, shard, attempt, part)
-    )
-    record.deleted = True
-    ctx.records.write(names.part_upload(shard, attempt, part), record)
+    return ctx.store.settle_summary(summary)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from shared import names
 from shared.failpoints import failpoint
-from shared.jsonl import plan_input
+from shared.jsonl import split_input
 from shared.pipeline.context import RunContext
-from shared.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
+from shared.run import layout
+from shared.run.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
 from shared.storage import split_uri
 
 
@@ -18,14 +18,14 @@ def plan_run(ctx: RunContext) -> PlanRecord:
     Idempotent: a plan already recorded is returned as is; a pass that died half way is
     simply done again (staged files are replaced atomically).
     """
-    existing = ctx.records.plan()
+    existing = ctx.store.plan()
     if existing is not None:
         return existing
     manifest = ctx.manifest
     started = time.monotonic()
     store, key = split_uri(manifest.spec.input_uri)
     with store.open_read(key) as reader:
-        result = plan_input(
+        result = split_input(
             reader,
             ctx.storage,
             kind=manifest.kind,
@@ -45,8 +45,7 @@ def plan_run(ctx: RunContext) -> PlanRecord:
         seconds=time.monotonic() - started,
     )
     for shard in record.shards:
-        ctx.records.create_or_read(
-            names.attempt_record(shard.index, 1),
+        ctx.store.settle_attempt(
             AttemptRecord(
                 shard=shard.index,
                 attempt=1,
@@ -54,7 +53,7 @@ def plan_run(ctx: RunContext) -> PlanRecord:
                 parts=[
                     PartPlan(
                         part=0,
-                        input_key=names.shard_input(shard.index),
+                        input_key=layout.shard_input(shard.index),
                         requests=shard.requests,
                         bytes=shard.bytes,
                         estimated_tokens=shard.estimated_tokens,
@@ -62,6 +61,6 @@ def plan_run(ctx: RunContext) -> PlanRecord:
                 ],
             ),
         )
-    planned = ctx.records.create_or_read(names.PLAN, record)
+    planned = ctx.store.settle_plan(record)
     failpoint("plan.after_record")
     return planned

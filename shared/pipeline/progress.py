@@ -7,8 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from shared.records import Summary, utcnow
-from shared.runstore import RunRecords
+from shared.run.records import Summary, utcnow
+from shared.run.store import RunStore
 
 
 class RunProgress(BaseModel):
@@ -32,11 +32,11 @@ class RunProgress(BaseModel):
         return self.summary is not None
 
 
-def read_progress(records: RunRecords) -> RunProgress:
-    manifest = records.manifest()
-    summary = records.summary()
-    cancel = records.cancel_requested()
-    plan = records.plan()
+def read_progress(store: RunStore) -> RunProgress:
+    manifest = store.manifest()
+    summary = store.summary()
+    cancel = store.cancel_requested()
+    plan = store.plan()
     now = summary.finished_at if summary else utcnow()
     progress = RunProgress(
         run_id=manifest.run_id,
@@ -54,20 +54,19 @@ def read_progress(records: RunRecords) -> RunProgress:
     progress.requests_total = plan.accepted
     jobs: Counter[str] = Counter()
     for shard in plan.shards:
-        outcome = records.outcome(shard.index)
+        outcome = store.outcome(shard.index)
         if outcome is not None:
             progress.shards_final += 1
             progress.requests_done += outcome.results + outcome.errors
             progress.tokens += outcome.tokens.total
             jobs["DONE"] += len(outcome.jobs)
             continue
-        for attempt in records.attempts(shard.index):
-            for part in attempt.parts:
-                job = records.job(shard.index, attempt.attempt, part.part)
-                state = (job.state if job and job.state else "UPLOADING").removeprefix(
-                    "BATCH_STATE_"
-                )
-                jobs[state] += 1
+        for ref in store.parts(shard.index):
+            job = store.job(ref.shard, ref.attempt, ref.part)
+            state = (job.state if job and job.state else "UPLOADING").removeprefix(
+                "BATCH_STATE_"
+            )
+            jobs[state] += 1
     if summary is None and progress.shards and progress.shards_final == progress.shards:
         progress.state = "merging"
     progress.jobs = dict(jobs)

@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field
 
 from shared import names
 from shared.admission import Admission
+from shared.apikeys import ApiKeyPool
 from shared.errors import ShardlineError
-from shared.keys import KeyPool
-from shared.pipeline.poll import TERMINAL_STATES
-from shared.records import utcnow
-from shared.registry import RunEntry, RunRegistry
-from shared.runstore import RunRecords
+from shared.run.records import utcnow
+from shared.run.registry import RunEntry, RunRegistry
+from shared.run.states import BatchState
+from shared.run.store import RunStore, parts_of
 from shared.settings import Settings
 from shared.storage import open_storage
 
@@ -52,21 +52,20 @@ def stale_after(settings: Settings) -> timedelta:
     )
 
 
-def last_activity(records: RunRecords, shard: int) -> datetime | None:
+def last_activity(store: RunStore, shard: int) -> datetime | None:
     """The newest timestamp in any record of the shard (None if it has none yet)."""
-    moments: list[datetime] = []
-    for attempt in records.attempts(shard):
-        moments.append(attempt.created_at)
-        for part in attempt.parts:
-            upload = records.upload(shard, attempt.attempt, part.part)
-            if upload is not None:
-                moments.extend(m for m in (upload.started_at, upload.finished_at) if m)
-            job = records.job(shard, attempt.attempt, part.part)
-            if job is not None:
-                moments.extend(m for m in (job.intent_at, job.created_at, job.polled_at) if m)
-            collected = records.collected(shard, attempt.attempt, part.part)
-            if collected is not None:
-                moments.append(collected.collected_at)
+    attempts = store.attempts(shard)
+    moments: list[datetime] = [attempt.created_at for attempt in attempts]
+    for ref in parts_of(attempts):
+        upload = store.upload(ref.shard, ref.attempt, ref.part)
+        if upload is not None:
+            moments.extend(m for m in (upload.started_at, upload.finished_at) if m)
+        job = store.job(ref.shard, ref.attempt, ref.part)
+        if job is not None:
+            moments.extend(m for m in (job.intent_at, job.created_at, job.polled_at) if m)
+        collected = store.collected(ref.shard, ref.attempt, ref.part)
+        if collected is not None:
+            moments.append(collected.collected_at)
     return max(moments, default=None)
 
 
@@ -80,13 +79,13 @@ def reconcile_run(
     restart_merge: Callable[[str, str], None],
     restart_plan: Callable[[str, str], None],
 ) -> None:
-    records = RunRecords(open_storage(entry.output_uri))
-    if records.summary() is not None:
+    store = RunStore(open_storage(entry.output_uri))
+    if store.summary() is not None:
         return
     report.runs_checked += 1
     threshold = now - stale_after(settings)
-    manifest = records.manifest()
-    plan = records.plan()
+    manifest = store.manifest()
+    plan = store.plan()
     if plan is None:
         if manifest.created_at < threshold:
             restart_plan(entry.run_id, entry.output_uri)
@@ -95,24 +94,23 @@ def reconcile_run(
     all_final = True
     newest: datetime | None = None
     for shard in plan.shards:
-        outcome = records.outcome(shard.index)
+        outcome = store.outcome(shard.index)
         if outcome is not None:
             newest = max(filter(None, [newest, outcome.finished_at]))
             continue
         all_final = False
-        attempts = records.attempts(shard.index)
+        attempts = store.attempts(shard.index)
         latest = attempts[-1] if attempts else None
-        for attempt in attempts[-1:]:
-            for part in attempt.parts:
-                job = records.job(shard.index, attempt.attempt, part.part)
-                if (job is not None and job.state == "BATCH_STATE_PENDING"
-                        and job.created_at is not None
-                        and now - job.created_at > PENDING_WARNING):
-                    report.pending_near_expiry.append(job.job_name or job.display_name)
-                    log.warning("job %s of run %s pending for %s: near the 48 h expiry",
-                                job.job_name, entry.run_id, now - job.created_at)
-        _note_holders(entry.run_id, records, shard.index, report)
-        activity = last_activity(records, shard.index) or plan.planned_at
+        for ref in parts_of(attempts[-1:]):
+            job = store.job(ref.shard, ref.attempt, ref.part)
+            if (job is not None and job.state is BatchState.PENDING
+                    and job.created_at is not None
+                    and now - job.created_at > PENDING_WARNING):
+                report.pending_near_expiry.append(job.job_name or job.display_name)
+                log.warning("job %s of run %s pending for %s: near the 48 h expiry",
+                            job.job_name, entry.run_id, now - job.created_at)
+        _note_holders(entry.run_id, store, shard.index, report)
+        activity = last_activity(store, shard.index) or plan.planned_at
         if latest is not None and activity < threshold:
             restart_chain(entry.run_id, entry.output_uri, shard.index, latest.attempt)
             report.chains_restarted.append(f"{entry.run_id}/s{shard.index}/a{latest.attempt}")
@@ -121,17 +119,16 @@ def reconcile_run(
         report.merges_restarted.append(entry.run_id)
 
 
-def _note_holders(run_id: str, records: RunRecords, shard: int, report: ReconcileReport) -> None:
+def _note_holders(run_id: str, store: RunStore, shard: int, report: ReconcileReport) -> None:
     """What the records say each key holds: live jobs and undeleted provider files."""
-    for attempt in records.attempts(shard):
-        for part in attempt.parts:
-            holder = names.redis_holder(run_id, shard, attempt.attempt, part.part)
-            upload = records.upload(shard, attempt.attempt, part.part)
-            if upload is not None and not upload.deleted:
-                report.live_files.setdefault(upload.key_fingerprint, set()).add(holder)
-            job = records.job(shard, attempt.attempt, part.part)
-            if job is not None and job.state not in TERMINAL_STATES:
-                report.live_jobs.setdefault(job.key_fingerprint, set()).add(holder)
+    for ref in store.parts(shard):
+        holder = names.redis_holder(run_id, ref.shard, ref.attempt, ref.part)
+        upload = store.upload(ref.shard, ref.attempt, ref.part)
+        if upload is not None and not upload.deleted:
+            report.live_files.setdefault(upload.key_fingerprint, set()).add(holder)
+        job = store.job(ref.shard, ref.attempt, ref.part)
+        if job is not None and (job.state is None or not job.state.terminal):
+            report.live_jobs.setdefault(job.key_fingerprint, set()).add(holder)
 
 
 def reconcile(
@@ -157,7 +154,7 @@ def reconcile(
             report.unreadable.append(entry.run_id)
     if admission is not None and not report.unreadable:
         # Holdings of workers that died between acquiring and recording are freed here.
-        for fingerprint in KeyPool(settings.key_pool()).fingerprints:
+        for fingerprint in ApiKeyPool(settings.key_pool()).fingerprints:
             dropped = admission.reconcile(
                 fingerprint,
                 jobs=report.live_jobs.get(fingerprint, set()),

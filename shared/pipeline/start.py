@@ -1,20 +1,19 @@
-"""Stage 1: validate the spec, claim a run id, write the manifest."""
+"""Stage 1: validate the spec, register the run (its id claimed once), write the manifest."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from shared import names
 from shared.errors import InputFileError, SpecError
-from shared.records import RunManifest
-from shared.registry import RunEntry, RunRegistry
-from shared.runstore import RunRecords
+from shared.run.records import RunManifest
+from shared.run.registry import RunEntry, RunRegistry
+from shared.run.spec import RunSpec
+from shared.run.store import RunStore
 from shared.settings import Settings
-from shared.spec import RunSpec
 from shared.storage import open_storage, split_uri
 
 
-class StartedRun(BaseModel):
+class RegisteredRun(BaseModel):
     """What ``shardline.start_run`` answers: small, secret-free, stable."""
 
     run_id: str
@@ -43,32 +42,30 @@ def registry(settings: Settings) -> RunRegistry:
     return RunRegistry(open_storage(settings.state_uri))
 
 
-def start_run(settings: Settings, spec: RunSpec) -> StartedRun:
+def register_run(settings: Settings, spec: RunSpec) -> RegisteredRun:
     """Register the run and write its manifest; returns whether this call created it.
 
     The input must exist (a clear error names it otherwise). The output prefix must be empty
-    or hold this same run: two runs never share an output.
+    or hold this same run: two runs never share an output. Nothing is sent to the broker:
+    ``workers.launch.launch_run`` does that.
     """
     input_store, input_key = split_uri(spec.input_uri)
     if not input_store.exists(input_key):
         raise InputFileError(spec.input_uri, "no such file or object")
     entry, created = registry(settings).claim(spec)
-    records = RunRecords(open_storage(spec.output_uri))
-    manifest = records.create_or_read(
-        names.MANIFEST, effective_manifest(settings, spec, entry.run_id)
-    )
+    store = RunStore(open_storage(spec.output_uri))
+    manifest = store.settle_manifest(effective_manifest(settings, spec, entry.run_id))
     if manifest.run_id != entry.run_id:
         raise SpecError(
             f"{spec.output_uri} already holds run {manifest.run_id}; choose another output"
         )
-    return StartedRun(run_id=entry.run_id, output_uri=entry.output_uri, created=created)
+    return RegisteredRun(run_id=entry.run_id, output_uri=entry.output_uri, created=created)
 
 
 def lookup_run(settings: Settings, run_ref: str) -> RunEntry:
     """A run by id, or by its output location (anything containing '/' or ':')."""
     if "/" in run_ref or ":" in run_ref:
-        records = RunRecords(open_storage(run_ref))
-        manifest = records.manifest()
+        manifest = RunStore(open_storage(run_ref)).manifest()
         return RunEntry(
             run_id=manifest.run_id,
             output_uri=manifest.spec.output_uri,

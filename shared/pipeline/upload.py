@@ -13,20 +13,21 @@ from shared import names
 from shared.errors import ProviderError, ProviderServerError, UploadStateError
 from shared.failpoints import failpoint, on_reads
 from shared.pipeline.context import RunContext
-from shared.records import PartPlan, UploadRecord, utcnow
+from shared.provider import UploadSession
+from shared.run import layout
+from shared.run.records import PartPlan, UploadRecord, utcnow
 
 
 def upload_attempt(ctx: RunContext, shard: int, attempt: int) -> None:
-    if ctx.records.cancel_requested():
+    if ctx.store.cancel_requested():
         return
-    record = ctx.records.require_attempt(shard, attempt)
+    record = ctx.store.require_attempt(shard, attempt)
     for part in record.parts:
         upload_part(ctx, shard, attempt, part)
 
 
 def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> UploadRecord:
-    key = names.part_upload(shard, attempt, part.part)
-    record = ctx.records.upload(shard, attempt, part.part)
+    record = ctx.store.upload(shard, attempt, part.part)
     if record is not None and record.file_name is not None:
         return record
     holder = names.redis_holder(ctx.run_id, shard, attempt, part.part)
@@ -41,45 +42,41 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
         record = UploadRecord(key_fingerprint=fingerprint, size=size)
     # The provider holds at most 20 GB per key: wait (countdown) for room, never overfill.
     ctx.admission.acquire_file_bytes(record.key_fingerprint, holder, record.size)
-    client = ctx.client(record.key_fingerprint)
+    provider = ctx.provider(record.key_fingerprint)
 
     def reader(offset: int) -> AbstractContextManager[BinaryIO]:
         return on_reads("upload.after_chunk", ctx.storage.open_read(part.input_key, offset=offset))
 
+    chunk_size = ctx.settings.upload_chunk_bytes
     if record.session_url is not None:
+        recorded = UploadSession(url=record.session_url, chunk_granularity=record.granularity)
         try:
-            uploaded = client.upload_from(
-                record.session_url,
+            file_name = provider.send_upload(
+                recorded,
                 reader,
                 record.size,
-                chunk_size=_chunk_size(ctx, record.granularity),
-                granularity=record.granularity,
+                chunk_size=chunk_size,
                 start_offset=None,  # ask the server how much it already holds
             )
-            return _finished(ctx, key, record, uploaded.name)
+            return _finished(ctx, shard, attempt, part.part, record, file_name)
         except UploadStateError:
             pass  # the session is gone (expired, finalized without a file): start anew
-    session = client.start_upload(
-        record.size, display_name=names.display_name(ctx.run_id, shard, attempt, part.part)
+    session = provider.start_upload(
+        record.size, display_name=layout.display_name(ctx.run_id, shard, attempt, part.part)
     )
     record.session_url = session.url
     record.granularity = session.chunk_granularity
     record.started_at = utcnow()
     if not fresh:
-        ctx.records.write(key, record)
-    elif not ctx.records.create(key, record):
+        ctx.store.write_upload(shard, attempt, part.part, record)
+    elif not ctx.store.create_upload(shard, attempt, part.part, record):
         # A duplicate of this task opened the part's session first: join it (ours, never
         # finalized, makes no file).
         return upload_part(ctx, shard, attempt, part)
     failpoint("upload.after_session")
     try:
-        uploaded = client.upload_from(
-            session.url,
-            reader,
-            record.size,
-            chunk_size=_chunk_size(ctx, session.chunk_granularity),
-            granularity=session.chunk_granularity,
-            start_offset=0,
+        file_name = provider.send_upload(
+            session, reader, record.size, chunk_size=chunk_size, start_offset=0
         )
     except UploadStateError as exc:
         # The server ended the new session (a chunk past the storage quota, say): retryable;
@@ -87,25 +84,22 @@ def upload_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Up
         raise ProviderServerError(
             f"upload session ended: {exc.message}", code=exc.code, status=exc.status
         ) from exc
-    return _finished(ctx, key, record, uploaded.name)
+    return _finished(ctx, shard, attempt, part.part, record, file_name)
 
 
-def _chunk_size(ctx: RunContext, granularity: int) -> int:
-    """The configured chunk size, rounded to the server's granularity (at least one unit)."""
-    return max(granularity, ctx.settings.upload_chunk_bytes // granularity * granularity)
-
-
-def _finished(ctx: RunContext, key: str, record: UploadRecord, file_name: str) -> UploadRecord:
+def _finished(
+    ctx: RunContext, shard: int, attempt: int, part: int, record: UploadRecord, file_name: str
+) -> UploadRecord:
     failpoint("upload.after_finalize")
-    stored = ctx.records.read(key, UploadRecord)
+    stored = ctx.store.upload(shard, attempt, part)
     if stored is not None and stored.file_name not in (None, file_name):
         # A duplicate delivery of this task finished the part first: keep its file, delete
         # ours (nothing refers to it; it would hold provider quota for 48 h).
         with suppress(ProviderError):
-            ctx.client(record.key_fingerprint).delete_file(file_name)
+            ctx.provider(record.key_fingerprint).delete_file(file_name)
         return stored
     record.file_name = file_name
     record.finished_at = utcnow()
     record.session_url = None
-    ctx.records.write(key, record)
+    ctx.store.write_upload(shard, attempt, part, record)
     return record

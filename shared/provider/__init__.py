@@ -1,38 +1,33 @@
-"""The Gemini File + Batch API client (raw httpx) and its wire models."""
+"""Providers' batch APIs behind one interface (:class:`BatchProvider`), and the factory.
 
-from shared.provider.batches import CREATE_METHODS, BatchKind, model_name
-from shared.provider.client import GeminiClient, build_client, build_http_client
-from shared.provider.files import GRANULARITY, INPUT_MIME_TYPE, ReaderFactory
-from shared.provider.models import (
-    BatchJob,
-    BatchState,
-    BatchStats,
-    File,
-    Status,
+``shared.provider.gemini`` is the first (and so far only) implementation.
+"""
+
+from pydantic import SecretStr
+
+from shared.provider.base import (
+    BatchProvider,
+    JobCounts,
+    ProviderFile,
+    ProviderJob,
+    ReaderFactory,
     UploadSession,
-    UploadState,
-    UploadStatus,
 )
-from shared.provider.retry import RetryPolicy, retry_wait
+from shared.provider.gemini import GeminiProvider, build_client
+from shared.settings import Settings
+
+
+def build_provider(settings: Settings, api_key: SecretStr) -> BatchProvider:
+    """The provider the settings name, talking with ``api_key``."""
+    return GeminiProvider(build_client(settings, api_key))
+
 
 __all__ = [
-    "CREATE_METHODS",
-    "GRANULARITY",
-    "INPUT_MIME_TYPE",
-    "BatchJob",
-    "BatchKind",
-    "BatchState",
-    "BatchStats",
-    "File",
-    "GeminiClient",
+    "BatchProvider",
+    "JobCounts",
+    "ProviderFile",
+    "ProviderJob",
     "ReaderFactory",
-    "RetryPolicy",
-    "Status",
     "UploadSession",
-    "UploadState",
-    "UploadStatus",
-    "build_client",
-    "build_http_client",
-    "model_name",
-    "retry_wait",
+    "build_provider",
 ]

@@ -1,4 +1,4 @@
-"""When the client retries a failed call, and how long it waits: a policy and a pure rule.
+"""When a provider's HTTP client retries a failed call, and how long it waits: policy and rule.
 
 The client sleeps only for short waits. A wait longer than ``max_sleep_seconds`` (typically
 a 429 whose RetryInfo asks for most of a minute) is not slept: the error is raised with its
@@ -10,11 +10,30 @@ from __future__ import annotations
 
 import random
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.backoff import backoff_delay
-from shared.errors import ProviderError, RateLimitError
-from shared.provider._errors import is_transient, was_not_sent
+from shared.errors import ProviderConnectionError, ProviderError, RateLimitError
+
+#: Transport failures that happen before a byte of the request left this machine, so even a
+#: non-idempotent call may be sent again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Transport failures worth retrying (the rest, such as an unsupported URL scheme, are bugs).
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def was_not_sent(error: BaseException) -> bool:
+    """True if the failed request provably never reached the server."""
+    return isinstance(error.__cause__, _NOT_SENT)
+
+
+def is_transient(error: ProviderError) -> bool:
+    """True for failures that another attempt may cure (429, 5xx, transient transport)."""
+    if isinstance(error, ProviderConnectionError):
+        cause = error.__cause__
+        return cause is None or isinstance(cause, _TRANSIENT)
+    return error.retryable
 
 
 class RetryPolicy(BaseModel):

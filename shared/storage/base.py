@@ -4,7 +4,7 @@ A :class:`Storage` is rooted at a URI (a local directory, ``s3://bucket/prefix``
 ``gs://bucket/prefix``, ``memory://name``); keys are ``/``-separated paths relative to it.
 Everything streams: readers and writers are file objects that never hold an object whole.
 
-Keys are checked before any I/O (see ``shared.storage._keys``): no empty, ``.`` or ``..``
+Keys are checked before any I/O (see ``shared.storage._object_keys``): no empty, ``.`` or ``..``
 segment, no leading or trailing ``/``. A bad key is a programming error and raises
 ``ValueError``; everything the storage itself does wrong raises a ``StorageError``.
 """

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.errors import ObjectNotFoundError, StorageError
-from shared.storage._keys import (
+from shared.storage._object_keys import (
     check_key,
     check_list_prefix,
     check_prefix,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-from shared.storage._keys import (
+from shared.storage._object_keys import (
     check_key,
     check_list_prefix,
     check_prefix,

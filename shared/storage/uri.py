@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypedDict, Unpack
 from urllib.parse import unquote, urlsplit
 
-from shared.storage._keys import check_key, check_prefix
+from shared.storage._object_keys import check_key, check_prefix
 from shared.storage._obstore_stores import gcs_backend, memory_backend, s3_backend
 from shared.storage.base import Storage
 from shared.storage.local import LocalStorage

@@ -40,10 +40,11 @@ import redis
 from celery import Celery
 
 from shared import names
-from shared.records import Summary
-from shared.registry import run_id_for_key
-from shared.runstore import RunRecords
-from shared.spec import RunOptions, RunSpec
+from shared.run import layout
+from shared.run.store import Summary
+from shared.run.registry import run_id_for_key
+from shared.run.spec import RunOptions, RunSpec
+from shared.run.store import RunStore
 from shared.storage import open_storage
 from tests.fixtures.emulator import EmulatorHandle, free_port
 from tests.fixtures.services import WorkerProcess, pipeline_environment, start_worker
@@ -176,9 +177,9 @@ def assert_accounted(run: Run, lines: int) -> tuple[list[dict[str, Any]], list[d
     """Every input line in exactly one of results, errors, rejected; none succeeded twice;
     outputs in input order; counts in the summary agree. Returns (results, errors)."""
     expected = expected_keys(lines)
-    results = read_jsonl(run.output / names.RESULTS)
-    errors = read_jsonl(run.output / names.ERRORS)
-    rejected = read_jsonl(run.output / names.REJECTED)
+    results = read_jsonl(run.output / layout.RESULTS)
+    errors = read_jsonl(run.output / layout.ERRORS)
+    rejected = read_jsonl(run.output / layout.REJECTED)
     line_of = {key: n for n, key in expected.items() if key is not None}
     ok = [r["key"] for r in results]
     failed = [e["key"] for e in errors]
@@ -211,11 +212,11 @@ class Run:
     spec: RunSpec
 
     @property
-    def records(self) -> RunRecords:
-        return RunRecords(open_storage(str(self.output)))
+    def store(self) -> RunStore:
+        return RunStore(open_storage(str(self.output)))
 
     def summary(self) -> Summary | None:
-        return self.records.summary()
+        return self.store.summary()
 
     def wait_summary(self, timeout: float = RUN_TIMEOUT,
                      workers: list[WorkerProcess] | None = None,
@@ -268,12 +269,12 @@ def normalized(path: Path) -> bytes:
     return _RESPONSE_ID.sub(b'"responseId":"-"', path.read_bytes())
 
 
-OUTPUTS = (names.RESULTS, names.ERRORS, names.REJECTED)
+OUTPUTS = (layout.RESULTS, layout.ERRORS, layout.REJECTED)
 
 
 def part_count(run: Run) -> int:
     """How many parts (each one batch job) the run's records hold, over every attempt."""
-    records = run.records
+    records = run.store
     plan = records.plan()
     assert plan is not None
     return sum(len(a.parts) for s in plan.shards for a in records.attempts(s.index))
@@ -291,7 +292,7 @@ def assert_one_job_per_part(emulator: EmulatorHandle, run: Run) -> list[dict[str
     assert len(display) == len(set(display)), f"a part was created twice: {sorted(display)}"
     assert len(jobs) == part_count(run), "jobs at the provider != parts in the records"
     recorded = set()
-    records = run.records
+    records = run.store
     plan = records.plan()
     assert plan is not None
     for shard in plan.shards:

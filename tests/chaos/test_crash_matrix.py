@@ -27,7 +27,7 @@ import pytest
 
 from emulator import EmulatorConfig, FaultConfig
 from shared.pipeline.progress import read_progress
-from shared.records import Summary
+from shared.run.store import Summary
 from tests.chaos.conftest import (
     CHUNK,
     OUTPUTS,
@@ -215,7 +215,7 @@ def _assert_upload_resumed(emulator, reference: Reference) -> None:  # type: ign
 def _stage(run: Run) -> str:
     """Where the run is, for the log of a random kill."""
     try:
-        progress = read_progress(run.records)
+        progress = read_progress(run.store)
     except Exception as exc:
         return f"starting ({type(exc).__name__})"
     return f"{progress.state}, jobs {progress.jobs}, {progress.shards_final} shards final"

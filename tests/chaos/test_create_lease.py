@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from shared import names
 from shared.coordination import coordination_redis
 from shared.errors import RetryLater
 from shared.pipeline.context import RunContext
 from shared.pipeline.create import create_part
 from shared.pipeline.plan import plan_run
-from shared.pipeline.start import start_run
+from shared.pipeline.start import register_run
 from shared.pipeline.upload import upload_attempt
-from shared.records import JobRecord, PartPlan, utcnow
+from shared.run import layout
+from shared.run.store import JobRecord, PartPlan, utcnow
+from shared.run.spec import RunSpec
 from shared.settings import Settings
-from shared.spec import RunSpec
 from tests.chaos.conftest import write_input
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -38,21 +38,21 @@ def _uploaded(emulator: EmulatorHandle, tmp_path: Path, **fields: object) -> tup
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 20)
-    started = start_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)
-    attempt = ctx.records.attempt(0, 1)
+    attempt = ctx.store.attempt(0, 1)
     assert attempt is not None
     return ctx, attempt.parts[0]
 
 
 def _intent(ctx: RunContext, age: timedelta) -> None:
     """A create intent another worker wrote ``age`` ago; its call never reached the API."""
-    upload = ctx.records.upload(0, 1, 0)
+    upload = ctx.store.upload(0, 1, 0)
     assert upload is not None and upload.file_name is not None
-    ctx.records.create(names.part_job(0, 1, 0), JobRecord(
-        display_name=names.display_name(ctx.run_id, 0, 1, 0),
+    ctx.store.create_job(0, 1, 0, JobRecord(
+        display_name=layout.display_name(ctx.run_id, 0, 1, 0),
         key_fingerprint=upload.key_fingerprint, model=ctx.manifest.model,
         file_name=upload.file_name, intent_at=utcnow() - age,
     ))

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from shared import names
 from shared.coordination import coordination_redis
 from shared.pipeline.collect import collect_attempt
 from shared.pipeline.context import RunContext
 from shared.pipeline.create import create_attempt
 from shared.pipeline.plan import plan_run
 from shared.pipeline.poll import poll_attempt
-from shared.pipeline.start import start_run
+from shared.pipeline.start import register_run
 from shared.pipeline.upload import upload_attempt, upload_part
+from shared.run import layout
+from shared.run.spec import RunSpec
 from shared.settings import Settings
-from shared.spec import RunSpec
 from tests.chaos.conftest import write_input
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -63,10 +63,10 @@ def test_a_part_uploaded_twice_at_once_leaves_one_provider_file(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 50)
-    started = start_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
-    part = ctx.records.attempt(0, 1).parts[0]  # type: ignore[union-attr]
+    part = ctx.store.attempt(0, 1).parts[0]  # type: ignore[union-attr]
     emulator.set_faults({"latency": [{"endpoint": "files.upload.chunk", "seconds": 0.5}]})
 
     def upload() -> Any:
@@ -79,10 +79,10 @@ def test_a_part_uploaded_twice_at_once_leaves_one_provider_file(
     first, second = twice(upload)
 
     assert not isinstance(first, Exception) and not isinstance(second, Exception)
-    record = ctx.records.upload(0, 1, part.part)
+    record = ctx.store.upload(0, 1, part.part)
     assert record is not None and record.file_name is not None
     assert first.file_name == second.file_name == record.file_name
-    display = names.display_name(started.run_id, 0, 1, part.part)
+    display = layout.display_name(started.run_id, 0, 1, part.part)
     held = [f["name"] for f in emulator.files() if f["displayName"] == display]
     assert held == [record.file_name], "the copy that lost left its file at the provider"
 
@@ -100,7 +100,7 @@ def test_a_part_collected_twice_at_once_is_not_given_up(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 50)
-    started = start_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)

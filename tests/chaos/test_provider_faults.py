@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from emulator import EmulatorConfig
 from emulator.state import fingerprint as emulator_fingerprint
-from shared.keys import fingerprint
+from shared.apikeys import fingerprint
 from tests.chaos.conftest import (
     CHUNK,
     RedisServer,
@@ -115,7 +115,7 @@ def check(run: Run, emulator: EmulatorHandle) -> tuple[list[dict[str, Any]], lis
 
 
 def attempts(run: Run, shard: int) -> list[Any]:
-    return run.records.attempts(shard)
+    return run.store.attempts(shard)
 
 
 # ---- HTTP faults ------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_dropped_uploads_resume_from_the_server_offset(bench: Bench, tmp_path: P
     run = bench.run(tmp_path, faults)
     check(run, bench.emulator)
     seen = calls(bench.emulator)
-    records = run.records
+    records = run.store
     sizes = [records.upload(s, a.attempt, p.part).size  # type: ignore[union-attr]
              for s in range(4) for a in records.attempts(s) for p in a.parts]
     whole = sum(math.ceil(size / CHUNK) for size in sizes)
@@ -207,7 +207,7 @@ def test_failed_job_past_max_job_attempts_reports_the_provider_error(
                         "fail": {"code": 13, "message": "boom"}}]}
     run = bench.run(tmp_path, faults, max_job_attempts=2)
     _results, errors = check(run, bench.emulator)
-    shard = run.records.plan().shards[1]  # type: ignore[union-attr]
+    shard = run.store.plan().shards[1]  # type: ignore[union-attr]
     assert len(errors) == shard.requests
     assert {(e["error"]["code"], e["error"]["message"], e["attempts"]) for e in errors} == {
         (13, "boom", 2)}
@@ -258,7 +258,7 @@ def test_second_api_key_keeps_each_job_with_the_key_that_made_it(
 ) -> None:
     run = bench.run(tmp_path)
     check(run, bench.emulator)
-    records = run.records
+    records = run.store
     ours = {fingerprint(SecretStr(key)): key for key in (TEST_KEY, OTHER_KEY)}
     theirs = {emulator_fingerprint(key): key for key in (TEST_KEY, OTHER_KEY)}
     owner = {j["name"]: theirs[j["keyFingerprint"]] for j in bench.emulator.jobs()}

@@ -13,10 +13,10 @@ from shared.coordination import coordination_redis
 from shared.errors import ProviderError
 from shared.pipeline.context import RunContext
 from shared.pipeline.plan import plan_run
-from shared.pipeline.start import start_run
+from shared.pipeline.start import register_run
 from shared.pipeline.upload import upload_part
+from shared.run.spec import RunSpec
 from shared.settings import Settings
-from shared.spec import RunSpec
 from tests.chaos.conftest import write_input
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -31,10 +31,10 @@ def test_a_session_ended_by_the_server_is_retried_not_given_up(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 40)
-    started = start_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
-    part = ctx.records.attempt(0, 1).parts[0]  # type: ignore[union-attr]
+    part = ctx.store.attempt(0, 1).parts[0]  # type: ignore[union-attr]
     emulator.set_faults({"http": [{"endpoint": "files.upload.chunk", "code": 404, "times": 1}]})
 
     with pytest.raises(ProviderError) as ended:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from shared.records import Summary
-from shared.runstore import RunRecords
+from shared.run.records import Summary
+from shared.run.store import RunStore
 from shared.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def check_output(out: Path, expected: dict[int, str | None]) -> Summary:
 
 
 def wait_summary(output: Path, timeout: float = 180.0) -> Summary:
-    records = RunRecords(open_storage(str(output)))
+    records = RunStore(open_storage(str(output)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         summary = records.summary()
@@ -111,7 +111,7 @@ def shardline(*args: str, env: dict[str, str], timeout: float = 300.0,
 
 def part_count(output: Path) -> int:
     """How many parts (each one batch job) the run's records hold, over every attempt."""
-    records = RunRecords(open_storage(str(output)))
+    records = RunStore(open_storage(str(output)))
     plan = records.plan()
     assert plan is not None
     return sum(len(a.parts) for s in plan.shards for a in records.attempts(s.index))

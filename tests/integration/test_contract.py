@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from shared.registry import RunRegistry
-from shared.spec import RunSpec, run_spec_schema
+from shared.run.registry import RunRegistry
+from shared.run.spec import RunSpec, run_spec_schema
 from shared.storage import open_storage
 from tests.fixtures.emulator import EmulatorProcess, start_emulator_process
 from tests.fixtures.services import (

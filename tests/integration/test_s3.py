@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import names
+from shared.run import layout
 from shared.storage import Storage
 from tests.fixtures.services import purge_queue
 from tests.fixtures.storage import S3Server
@@ -30,7 +30,7 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 LINES = 400
-OUTPUTS = (names.RESULTS, names.ERRORS, names.REJECTED, names.SUMMARY)
+OUTPUTS = (layout.RESULTS, layout.ERRORS, layout.REJECTED, layout.SUMMARY)
 
 
 def upload(path: Path, storage: Storage, key: str) -> str:
@@ -77,6 +77,6 @@ def test_input_output_and_registry_on_s3(
     assert len(jobs) > summary.shards, "the 503s should have caused retry attempts"
     assert s3_server.pending_uploads(s3_server.bucket, s3_storage.uri.split("/", 3)[3]) == []
     assert not (tmp_path / "state").exists(), "the registry should be on S3"
-    assert s3_storage.exists(f"state/{names.registry_run(run_id)}")
+    assert s3_storage.exists(f"state/{layout.registry_run(run_id)}")
     status = shardline("status", run_id, "--json", env=env)
     assert json.loads(status.stdout)["state"] == summary.state

@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from shared import names
 from shared.admission import Admission, KeyLoad, Limits, fits, job_verdict, pick_key
 from shared.admission.rules import headroom, orphans, retry_countdown, run_of
+from shared.apikeys import fingerprint
 from shared.errors import RetryLater
-from shared.keys import fingerprint
 from shared.settings import Settings
 
 REAL_DB = 15  # a database of its own; the test deletes only the keys it made

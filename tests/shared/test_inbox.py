@@ -1,6 +1,6 @@
 """The inbox sweep on real local storage and the real start stage: one run per object version.
 
-``launch`` is the one step replaced: the task passes the real ``workers.tasks.run.launch``
+``launch`` is the one step replaced: the task passes the real ``workers.launch.launch_run``
 (tests/workers/test_beat.py takes that path); here a stand-in keeps its contract (send unless
 the run's ``launched`` marker says an earlier call did) and records what it sends.
 """
@@ -16,27 +16,27 @@ from typing import Any
 
 import pytest
 
-from shared import names
 from shared.errors import ShardlineError
 from shared.inbox import CLAIM_TIMEOUT, InboxClaim, claim_key, new_claim, sweep_inbox
-from shared.pipeline.start import StartedRun, registry, start_run
-from shared.runstore import RunRecords, dump
+from shared.pipeline.start import RegisteredRun, register_run, registry
+from shared.run import layout
+from shared.run.spec import RunSpec
+from shared.run.store import RunStore, dump
 from shared.schedule import Inbox
 from shared.settings import Settings, load_settings
-from shared.spec import RunSpec
 from shared.storage import open_storage
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 LINE = b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
 
 
-def launch_once(started: StartedRun, send: Callable[[str, str], None]) -> bool:
-    """``workers.tasks.run.launch`` with ``send`` for the broker."""
+def launch_once(started: RegisteredRun, send: Callable[[str, str], None]) -> bool:
+    """``workers.launch.launch_run`` with ``send`` for the broker."""
     storage = open_storage(started.output_uri)
-    if not started.created and storage.exists(names.LAUNCHED):
+    if not started.created and storage.exists(layout.LAUNCHED):
         return False
     send(started.run_id, started.output_uri)
-    storage.create_if_absent(names.LAUNCHED, b"{}")
+    storage.create_if_absent(layout.LAUNCHED, b"{}")
     return True
 
 
@@ -46,7 +46,7 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
 
-    def __call__(self, started: StartedRun) -> bool:
+    def __call__(self, started: RegisteredRun) -> bool:
         return launch_once(started, lambda run_id, uri: self.calls.append((run_id, uri)))
 
 
@@ -102,7 +102,7 @@ def test_every_object_once_however_often_the_sweep_fires(place: Place) -> None:
                                   for k in ("a.jsonl", "b.jsonl", "nested/c.jsonl"))
     assert sorted(run_id for run_id, _ in enqueue.calls) == sorted(runs.values())
     for run_id, output_uri in enqueue.calls:
-        manifest = RunRecords(open_storage(output_uri)).manifest()
+        manifest = RunStore(open_storage(output_uri)).manifest()
         assert manifest.run_id == run_id
         assert manifest.spec.labels["inbox"] == "drops"
         assert manifest.spec.idempotency_key is not None
@@ -174,7 +174,7 @@ def test_a_sweep_that_died_after_starting_is_finished_later(place: Place) -> Non
     class BrokerDownError(ShardlineError):
         pass
 
-    def broken(started: StartedRun) -> bool:
+    def broken(started: RegisteredRun) -> bool:
         def send(run_id: str, output_uri: str) -> None:
             raise BrokerDownError("the broker went away")
 
@@ -207,7 +207,7 @@ def test_a_sweep_that_died_after_launching_does_not_launch_again(place: Place) -
     class KilledError(ShardlineError):
         pass
 
-    def launch_then_die(started: StartedRun) -> bool:
+    def launch_then_die(started: RegisteredRun) -> bool:
         enqueue(started)
         raise KilledError("the worker died before marking the claim")
 
@@ -243,7 +243,7 @@ def test_a_run_that_cannot_start_leaves_a_failed_claim(place: Place) -> None:
     [info] = open_storage(inbox.input_prefix).list("")
     taken = new_claim(inbox, info, T0).spec.output_uri
     other = RunSpec(input_uri=str(place.drop("other.txt")), output_uri=taken)
-    start_run(place.settings, other)  # someone else's run already owns that output
+    register_run(place.settings, other)  # someone else's run already owns that output
 
     enqueue = Recorder()
     report = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), launch=enqueue)
@@ -278,7 +278,7 @@ def _sweeper(state_uri: str, inbox_json: str, log_path: str, barrier: Any, round
         with open(log_path, "a", encoding="utf-8") as log:  # O_APPEND: whole lines
             log.write(f"{os.getpid()} {run_id}\n")
 
-    def launch(started: StartedRun) -> bool:
+    def launch(started: RegisteredRun) -> bool:
         return launch_once(started, send)
 
     barrier.wait(30)
@@ -310,4 +310,4 @@ def test_two_processes_sweeping_at_once_start_one_run_per_object(
     assert len(place.runs()) == objects
     assert {claim.state for claim in place.claims()} == {"started"}
     assert len(place.claims()) == objects
-    assert all(place.state.exists(names.registry_run(run_id)) for run_id in run_ids)
+    assert all(place.state.exists(layout.registry_run(run_id)) for run_id in run_ids)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.keys import KeyPool, fingerprint
+from shared.apikeys import ApiKeyPool, fingerprint
 from shared.settings import Settings, load_settings
 
 
@@ -35,7 +35,7 @@ def test_a_key_pool_has_the_primary_first_without_repeats(env) -> None:
     env(SHARDLINE_API_KEY="a", SHARDLINE_API_KEYS="b, a ,c")
     pool = load_settings().key_pool()
     assert [k.get_secret_value() for k in pool] == ["a", "b", "c"]
-    keys = KeyPool(pool)
+    keys = ApiKeyPool(pool)
     assert keys.fingerprints[0] == fingerprint(pool[0]) and keys.fingerprints[0].startswith("fp-")
 
 

@@ -23,7 +23,7 @@ import workers.tasks  # noqa: F401 (registers every task on the app)
 from shared import names
 from shared.errors import InputError, InputFileError, SpecError
 from shared.pipeline.start import registry
-from shared.runstore import RunRecords
+from shared.run.store import RunStore
 from shared.settings import Settings, load_settings
 from shared.storage import open_storage
 from workers.app import app, configure
@@ -211,7 +211,7 @@ def test_two_beats_firing_the_same_slot_start_one_run(beat: Beat) -> None:
                                                         results[0]["output_uri"]])
     [entry] = list(registry(beat.settings).entries())
     assert entry.output_uri == str(beat.root / "out" / "nightly-2026-11-26")
-    manifest = RunRecords(open_storage(entry.output_uri)).manifest()
+    manifest = RunStore(open_storage(entry.output_uri)).manifest()
     assert manifest.spec.idempotency_key == "periodic:nightly:20261126T023000Z"
 
     beat.work(fires)  # delivered once more (a redelivery): still that one run, no new plan

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from shared import names
-from shared.registry import run_id_for_key
-from shared.runstore import RunRecords
+from shared.run.registry import run_id_for_key
+from shared.run.store import RunStore
 from shared.storage import open_storage
 from tests.fixtures.services import REDIS_DB
 
@@ -86,7 +86,7 @@ def test_the_same_key_twice_is_one_run_and_one_plan(tmp_path: Path, broker: redi
     assert broker.llen(names.QUEUE) == 1
     [args] = plans(broker)
     assert run_id in args and str(out) in args
-    assert RunRecords(open_storage(str(out))).manifest().run_id == run_id
+    assert RunStore(open_storage(str(out))).manifest().run_id == run_id
 
 
 def test_a_missing_input_exits_non_zero_naming_it(tmp_path: Path, broker: redis.Redis) -> None:

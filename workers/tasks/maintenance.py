@@ -10,24 +10,20 @@ from shared import names
 from shared.admission import Admission
 from shared.pipeline.reconcile import reconcile as reconcile_runs
 from workers.app import app
+from workers.canvas import merge_step, shard_chain
+from workers.launch import send_plan
 
 
 def _restart_chain(run_id: str, output_uri: str, shard: int, attempt: int) -> None:
-    from workers.canvas import shard_chain
-
     shard_chain(run_id, output_uri, shard, attempt).apply_async()
 
 
 def _restart_merge(run_id: str, output_uri: str) -> None:
-    from workers.tasks.run import merge
-
-    merge.apply_async((run_id, output_uri))
+    merge_step(run_id, output_uri).apply_async()
 
 
 def _restart_plan(run_id: str, output_uri: str) -> None:
-    from workers.tasks.run import enqueue_plan
-
-    enqueue_plan(run_id, output_uri)
+    send_plan(run_id, output_uri)
 
 
 @app.task(bind=True, name=names.TASK_RECONCILE, acks_late=True)

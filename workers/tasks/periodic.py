@@ -16,11 +16,11 @@ from celery import Task
 from shared import names
 from shared.errors import SpecError
 from shared.inbox import sweep_inbox
-from shared.pipeline.start import start_run as start_run_stage
+from shared.pipeline.start import register_run
 from shared.schedule import Schedule, load_schedule
 from shared.settings import Settings
 from workers.app import app
-from workers.tasks.run import launch
+from workers.launch import launch_run
 
 
 def _schedule(settings: Settings) -> Schedule:
@@ -42,9 +42,9 @@ def periodic_run(self: Task, name: str, slot: str | None = None) -> dict[str, An
     run = _schedule(settings).run_named(name)
     moment = datetime.fromisoformat(slot) if slot else datetime.now(UTC)
     fire = run.slot_at(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    started = start_run_stage(settings, run.spec_for(fire))
-    launch(started)
-    return {**started.model_dump(mode="json"), "slot": fire.isoformat()}
+    registered = register_run(settings, run.spec_for(fire))
+    launch_run(registered)
+    return {**registered.model_dump(mode="json"), "slot": fire.isoformat()}
 
 
 @app.task(bind=True, name=names.TASK_INBOX_SWEEP, acks_late=True)
@@ -52,5 +52,5 @@ def inbox_sweep(self: Task, name: str) -> dict[str, Any]:
     """Start one run for every new object under the inbox ``name`` (see shared.inbox)."""
     settings = app.settings
     inbox = _schedule(settings).inbox_named(name)
-    report = sweep_inbox(settings, inbox, now=datetime.now(UTC), launch=launch)
+    report = sweep_inbox(settings, inbox, now=datetime.now(UTC), launch=launch_run)
     return report.model_dump(mode="json")

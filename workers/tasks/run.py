@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from celery import Task
 from pydantic import ValidationError
 
@@ -14,12 +13,11 @@ from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
 from shared.pipeline.plan import plan_run
-from shared.pipeline.start import StartedRun
-from shared.pipeline.start import start_run as start_run_stage
-from shared.records import utcnow
-from shared.spec import RunSpec
-from shared.storage import open_storage
+from shared.pipeline.start import register_run
+from shared.run.spec import RunSpec
 from workers.app import app
+from workers.canvas import run_canvas
+from workers.launch import launch_run
 from workers.tasks._stage import run_stage
 
 
@@ -30,9 +28,9 @@ def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
     The stable contract for other services: ``send_task("shardline.start_run", [spec])``.
     The same idempotency key twice starts one run.
     """
-    started = start_run_stage(app.settings, parse_spec(spec))
-    launch(started)
-    return started.model_dump(mode="json")
+    registered = register_run(app.settings, parse_spec(spec))
+    launch_run(registered)
+    return registered.model_dump(mode="json")
 
 
 def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
@@ -53,31 +51,9 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
         raise SpecError(f"invalid RunSpec: {problems}") from None
 
 
-def enqueue_plan(run_id: str, output_uri: str) -> None:
-    # Nobody waits on the plan's own result (progress is read from storage): not asking for
-    # it keeps a sender, such as a cron job, from needing the result backend at all.
-    plan.apply_async((run_id, output_uri), ignore_result=True)
-
-
-def launch(started: StartedRun) -> bool:
-    """Send the run's plan step unless an earlier call already did; True if sent now.
-
-    A caller that claimed the run but failed to reach the broker leaves no ``launched``
-    marker, so the next call with the same idempotency key sends it (the marker is written
-    after the send: a crash in between can only mean a duplicate plan, which is harmless).
-    """
-    storage = open_storage(started.output_uri)
-    if not started.created and storage.exists(names.LAUNCHED):
-        return False
-    enqueue_plan(started.run_id, started.output_uri)
-    storage.create_if_absent(names.LAUNCHED, orjson.dumps({"at": utcnow().isoformat()}))
-    return True
-
-
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
 def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
     """Split the input once, then launch the chord: one chain per shard, merge as callback."""
-    from workers.canvas import run_canvas
 
     def body(ctx: RunContext) -> dict[str, Any]:
         try:

@@ -8,12 +8,13 @@ from celery import Task
 
 from shared import names
 from shared.backoff import poll_countdown
-from shared.pipeline.collect import abandon_attempt, collect_attempt, shard_is_final
+from shared.pipeline.collect import abandon_attempt, collect_attempt
 from shared.pipeline.context import RunContext
 from shared.pipeline.create import create_attempt
 from shared.pipeline.poll import poll_attempt
 from shared.pipeline.upload import upload_attempt
 from workers.app import app
+from workers.canvas import shard_chain
 from workers.tasks._stage import retry, run_stage
 
 SHARD_TASK = {"bind": True, "acks_late": True, "max_retries": None}
@@ -34,7 +35,7 @@ def upload(
     """Resumable upload of each part of the attempt, streamed from the run's storage."""
 
     def body(ctx: RunContext) -> None:
-        if not shard_is_final(ctx, shard):
+        if not ctx.store.shard_is_final(shard):
             upload_attempt(ctx, shard, attempt)
 
     run_stage(self, run_id, output_uri, body, give_up=_give_up(shard, attempt))
@@ -47,7 +48,7 @@ def create(
     """One batch job per part, at most once (recorded intent + look-up by display name)."""
 
     def body(ctx: RunContext) -> None:
-        if not shard_is_final(ctx, shard):
+        if not ctx.store.shard_is_final(shard):
             create_attempt(ctx, shard, attempt)
 
     run_stage(self, run_id, output_uri, body, give_up=_give_up(shard, attempt))
@@ -61,7 +62,7 @@ def poll(
     settings = app.settings
 
     def body(ctx: RunContext) -> bool:
-        return shard_is_final(ctx, shard) or poll_attempt(ctx, shard, attempt)
+        return ctx.store.shard_is_final(shard) or poll_attempt(ctx, shard, attempt)
 
     done = run_stage(self, run_id, output_uri, body, give_up=_give_up(shard, attempt))
     if not done:
@@ -88,7 +89,5 @@ def collect(
     step = run_stage(self, run_id, output_uri, body, give_up=_give_up(shard, attempt))
     next_attempt = step.get("next_attempt")
     if next_attempt:
-        from workers.canvas import shard_chain
-
         return self.replace(shard_chain(run_id, output_uri, shard, next_attempt))
     return step

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared import names
-from shared.jsonl import PlanResult, plan_input
+from shared.jsonl import SplitResult, split_input
+from shared.run import layout
 from shared.storage.local import LocalStorage
 
 
@@ -42,7 +42,7 @@ def jsonl(data: bytes) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in data.splitlines()]
 
 
-Planner = Callable[..., PlanResult]
+Planner = Callable[..., SplitResult]
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def plan(store: LocalStorage, work_dir: str) -> Planner:
         shard_max_bytes: int = 10_000,
         shard_max_requests: int = 1_000,
         **options: object,
-    ) -> PlanResult:
-        return plan_input(
+    ) -> SplitResult:
+        return split_input(
             io.BytesIO(data),
             store,
             kind=kind,  # type: ignore[arg-type]
@@ -72,15 +72,15 @@ def plan(store: LocalStorage, work_dir: str) -> Planner:
     return run
 
 
-def shard_files(store: LocalStorage, result: PlanResult) -> list[tuple[bytes, bytes]]:
+def shard_files(store: LocalStorage, result: SplitResult) -> list[tuple[bytes, bytes]]:
     return [
         (
-            store.read_bytes(names.shard_input(s.index)),
-            store.read_bytes(names.shard_sidecar(s.index)),
+            store.read_bytes(layout.shard_input(s.index)),
+            store.read_bytes(layout.shard_sidecar(s.index)),
         )
         for s in result.shards
     ]
 
 
 def rejected(store: LocalStorage) -> list[dict[str, object]]:
-    return jsonl(store.read_bytes(names.PLAN_REJECTED))
+    return jsonl(store.read_bytes(layout.PLAN_REJECTED))

@@ -19,11 +19,11 @@ from shared.pipeline.create import create_attempt
 from shared.pipeline.merge import merge_run
 from shared.pipeline.plan import plan_run
 from shared.pipeline.poll import poll_attempt
-from shared.pipeline.start import start_run
+from shared.pipeline.start import register_run
 from shared.pipeline.upload import upload_attempt
-from shared.records import Summary
+from shared.run.records import Summary
+from shared.run.spec import RunOptions, RunSpec
 from shared.settings import Settings
-from shared.spec import RunOptions, RunSpec
 from tests.fixtures.emulator import EmulatorHandle
 
 
@@ -51,7 +51,7 @@ class Harness:
             output_uri=str(self.tmp / f"out-{time.monotonic_ns()}"),
             options=RunOptions(**options),
         )
-        started = start_run(self.settings, spec)
+        started = register_run(self.settings, spec)
         return RunContext(self.settings, started.run_id, started.output_uri)
 
     def wait_jobs(self, ctx: RunContext, shard: int, attempt: int) -> None:

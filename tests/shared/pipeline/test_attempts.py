@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from shared import names
 from shared.errors import RateLimitError, RetryLater
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.create import create_part
 from shared.pipeline.plan import plan_run
 from shared.pipeline.upload import upload_attempt, upload_part
-from shared.records import JobRecord
+from shared.run import layout
+from shared.run.records import JobRecord
 
 
 def _lines(path: Path) -> list[dict]:
@@ -31,9 +31,9 @@ def test_retryable_request_errors_become_a_new_attempt(harness) -> None:
     plan_run(ctx)
     steps = harness.drive_shard(ctx, 0)
     assert [s.next_attempt for s in steps] == [2, None]
-    retried = ctx.records.attempt(0, 2)
+    retried = ctx.store.attempt(0, 2)
     assert retried is not None and retried.reason == "retry"
-    first = ctx.records.collected(0, 1, 0)
+    first = ctx.store.collected(0, 1, 0)
     assert first is not None and retried.parts[0].requests == first.retryable > 0
     summary = harness.run(ctx)
     assert summary.counts.results == 40 and summary.counts.errors == 0
@@ -45,7 +45,7 @@ def test_final_request_errors_keep_the_provider_answer(harness) -> None:
         "rate": 0.25, "code": 400, "status": "INVALID_ARGUMENT", "message": "bad field"}))
     ctx = harness.start(40)
     summary = harness.run(ctx)
-    errors = _lines(Path(ctx.output_uri) / names.ERRORS)
+    errors = _lines(Path(ctx.output_uri) / layout.ERRORS)
     assert errors and summary.counts.errors == len(errors)
     assert summary.counts.results + len(errors) == 40 and summary.state == "partial"
     for line in errors:
@@ -58,7 +58,7 @@ def test_retries_stop_at_the_limit(harness) -> None:
         "rate": 1.0, "code": 500, "status": "INTERNAL", "message": "boom"}))
     ctx = harness.start(6, max_request_attempts=2, max_job_attempts=1)
     summary = harness.run(ctx)
-    errors = _lines(Path(ctx.output_uri) / names.ERRORS)
+    errors = _lines(Path(ctx.output_uri) / layout.ERRORS)
     assert summary.counts.errors == 6 and {e["attempts"] for e in errors} == {2}
     assert len(summary.jobs) == 2
 
@@ -68,7 +68,7 @@ def test_a_failed_job_is_retried_then_reported(harness) -> None:
     ctx = harness.start(5, max_job_attempts=2)
     summary = harness.run(ctx)
     assert summary.counts.errors == 5 and len(summary.jobs) == 2
-    errors = _lines(Path(ctx.output_uri) / names.ERRORS)
+    errors = _lines(Path(ctx.output_uri) / layout.ERRORS)
     assert {(e["error"]["code"], e["error"]["message"], e["attempts"]) for e in errors} == {
         (13, "backend exploded", 2)}
 
@@ -85,10 +85,10 @@ def test_an_expired_job_is_resubmitted_in_halves(harness) -> None:
     ctx = harness.start(9)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)
-    create_part(ctx, 0, 1, ctx.records.attempt(0, 1).parts[0])
+    create_part(ctx, 0, 1, ctx.store.attempt(0, 1).parts[0])
     harness.emulator.advance(49 * 3600)  # past the provider's 48 h limit
     harness.drive_shard(ctx, 0)
-    second = ctx.records.attempt(0, 2)
+    second = ctx.store.attempt(0, 2)
     assert second is not None and second.reason == "expired"
     assert [p.requests for p in second.parts] == [5, 4]
     summary = harness.run(ctx)
@@ -103,7 +103,7 @@ def test_cancel_before_submission_accounts_every_line(harness) -> None:
     summary = harness.run(ctx)
     assert summary.state == "cancelled"
     assert (summary.counts.results, summary.counts.errors) == (4, 4)
-    errors = _lines(Path(ctx.output_uri) / names.ERRORS)
+    errors = _lines(Path(ctx.output_uri) / layout.ERRORS)
     assert {e["error"]["status"] for e in errors} == {"CANCELLED"}
 
 
@@ -112,7 +112,7 @@ def test_cancel_stops_live_jobs(harness) -> None:
     ctx = harness.start(4)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)
-    attempt = ctx.records.attempt(0, 1)
+    attempt = ctx.store.attempt(0, 1)
     create_part(ctx, 0, 1, attempt.parts[0])
     assert cancel_run(ctx)["cancelled_jobs"] == 1
     summary = harness.run(ctx)
@@ -123,21 +123,22 @@ def test_cancel_stops_live_jobs(harness) -> None:
 def _uploaded(harness):
     ctx = harness.start(3)
     plan_run(ctx)
-    part = ctx.records.attempt(0, 1).parts[0]
+    part = ctx.store.attempt(0, 1).parts[0]
     upload_part(ctx, 0, 1, part)
     return ctx, part
 
 
 def test_create_adopts_a_job_whose_record_was_lost(harness) -> None:
     ctx, part = _uploaded(harness)
-    upload = ctx.records.upload(0, 1, 0)
-    display = names.display_name(ctx.run_id, 0, 1, 0)
+    upload = ctx.store.upload(0, 1, 0)
+    display = layout.display_name(ctx.run_id, 0, 1, 0)
     # A worker sent the create and died before recording the job it got.
     intent = JobRecord(display_name=display, key_fingerprint=upload.key_fingerprint,
                        model=ctx.manifest.model, file_name=upload.file_name)
-    ctx.records.create(names.part_job(0, 1, 0), intent)
-    made = ctx.client(upload.key_fingerprint).create_batch(
-        ctx.manifest.model, display_name=display, file_name=upload.file_name)
+    ctx.store.create_job(0, 1, 0, intent)
+    made = ctx.provider(upload.key_fingerprint).create_job(
+        model=ctx.manifest.model, kind="generate", display_name=display,
+        file_name=upload.file_name)
     job = create_part(ctx, 0, 1, part)
     assert job.job_name == made.name
     assert [j["name"] for j in harness.emulator.jobs()] == [made.name]
@@ -145,11 +146,11 @@ def test_create_adopts_a_job_whose_record_was_lost(harness) -> None:
 
 def test_create_waits_while_another_may_be_creating(harness) -> None:
     ctx, part = _uploaded(harness)
-    upload = ctx.records.upload(0, 1, 0)
-    intent = JobRecord(display_name=names.display_name(ctx.run_id, 0, 1, 0),
+    upload = ctx.store.upload(0, 1, 0)
+    intent = JobRecord(display_name=layout.display_name(ctx.run_id, 0, 1, 0),
                        key_fingerprint=upload.key_fingerprint, model=ctx.manifest.model,
                        file_name=upload.file_name)
-    ctx.records.create(names.part_job(0, 1, 0), intent)
+    ctx.store.create_job(0, 1, 0, intent)
     with pytest.raises(RetryLater, match="may be in flight"):
         create_part(ctx, 0, 1, part)
     assert harness.emulator.jobs() == []
@@ -162,7 +163,7 @@ def test_create_refused_by_quota_can_go_again_at_once(harness) -> None:
     with pytest.raises(RateLimitError) as caught:
         create_part(ctx, 0, 1, part)
     assert caught.value.retry_delay == pytest.approx(47, abs=1)
-    record = ctx.records.job(0, 1, 0)
+    record = ctx.store.job(0, 1, 0)
     assert record is not None and not record.create_in_flight and record.job_name is None
     harness.emulator.set_faults({})
     assert create_part(ctx, 0, 1, part).job_name is not None
@@ -176,6 +177,7 @@ def test_upload_resumes_from_the_server_offset(harness) -> None:
     ctx = harness.start(400)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)
-    record = ctx.records.upload(0, 1, 0)
+    record = ctx.store.upload(0, 1, 0)
     assert record is not None and record.file_name is not None
-    assert ctx.client(record.key_fingerprint).get_file(record.file_name).size_bytes == record.size
+    files = {f.name: f for f in ctx.provider(record.key_fingerprint).list_files()}
+    assert files[record.file_name].size_bytes == record.size

@@ -11,7 +11,7 @@ from shared.pipeline.create import create_attempt
 from shared.pipeline.plan import plan_run
 from shared.pipeline.reconcile import reconcile, stale_after
 from shared.pipeline.upload import upload_attempt
-from shared.records import utcnow
+from shared.run.records import utcnow
 
 
 class Calls:

@@ -16,7 +16,7 @@ from shared.errors import (
     ProviderServerError,
     RateLimitError,
 )
-from shared.provider import RetryPolicy, retry_wait
+from shared.provider.retry import RetryPolicy, retry_wait
 
 POLICY = RetryPolicy(
     max_attempts=4, base=1.0, factor=2.0, cap=8.0, jitter=0.0, max_sleep_seconds=30.0
