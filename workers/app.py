@@ -18,7 +18,6 @@ from shared import names
 from shared.coordination import coordination_redis
 from shared.settings import Settings, load_settings
 from workers import logs
-from workers.liveness import DeadlineTimer, HandBack
 
 EMBEDDED_BROKER = "memory://"
 EMBEDDED_BACKEND = "cache+memory://"
@@ -126,12 +125,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = ShardlineCelery("shardline", include=["workers.tasks"])
+# workers.liveness adds the worker's liveness bootsteps (README "Recovery"): included like
+# the tasks, so it is imported before any worker builds its blueprint.
+app = ShardlineCelery("shardline", include=["workers.tasks", "workers.liveness"])
 app.config_from_object(_LazyConfig(app))
-# Liveness (README "Recovery"): the deadline check in every worker, and held countdown
-# messages handed back at once on a polite shutdown.
-app.steps["worker"].add(DeadlineTimer)
-app.steps["consumer"].add(HandBack)
 logs.connect(lambda: app.settings)
 
 

@@ -1,7 +1,8 @@
 """The worker's side of liveness: the deadline-check timer and the polite hand-back.
 
-Both are Celery bootsteps, added to the app in :mod:`workers.app`, so a worker started
-from the command line and the embedded one behave the same.
+Both are Celery bootsteps, added to the app when this module is imported (the app's
+``include``, before a worker builds its blueprint), so a worker started from the command
+line and the embedded one behave the same.
 
 - :class:`DeadlineTimer` (worker step): a daemon thread that runs
   :func:`shared.liveness.check_deadlines` once at start and then every
@@ -27,6 +28,8 @@ from celery.worker.request import Request
 
 from shared.liveness import DeadlineIndex, check_deadlines
 from shared.liveness.index import CHECK_LOCK
+from workers.app import app
+from workers.restart import CeleryRestarter
 
 log = logging.getLogger("shardline.liveness")
 
@@ -59,8 +62,6 @@ class DeadlineTimer(bootsteps.StartStopStep):  # type: ignore[misc]
             self._thread = None
 
     def _loop(self, app: Any) -> None:
-        from workers.restart import CeleryRestarter
-
         interval = app.settings.deadline_check_seconds
         while True:
             try:
@@ -110,3 +111,7 @@ def hand_back(consumer: Any) -> int:
         request.acknowledged = True
         handed += 1
     return handed
+
+
+app.steps["worker"].add(DeadlineTimer)
+app.steps["consumer"].add(HandBack)

@@ -2,15 +2,20 @@
 
 Every first message carries the task id the check recorded as the subject's expected
 ticket before sending, so it is admitted while stale copies of older messages step aside.
-A restarted chain is detached from the run's chord; the merge still comes, expected by the
-lease of whichever shard is final last (see :func:`shared.liveness.close_subject`).
+A restarted chain is detached from the run's chord, whose callback can then no longer fire;
+so the restarted chain ends with the merge itself (it waits until every shard is final, and
+a second merge steps aside while one is alive). The lease of whichever shard is final last
+expects a merge too (:func:`shared.liveness.close_subject`), in case that one is lost.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import chain
+
 from shared import names
+from workers.canvas import merge_step, shard_chain
 
 
 class CeleryRestarter:
@@ -25,12 +30,21 @@ class CeleryRestarter:
 
     def chain(self, run_id: str, output_uri: str, shard: int, attempt: int,
               task_id: str) -> None:
-        from workers.canvas import shard_chain
-
-        signature = shard_chain(run_id, output_uri, shard, attempt)
-        signature.tasks[0].set(task_id=task_id)
-        signature.apply_async()
+        steps = shard_chain(run_id, output_uri, shard, attempt)
+        steps.tasks[0].set(task_id=task_id)
+        chain(steps, merge_step(run_id, output_uri)).apply_async()
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.app.send_task(names.TASK_MERGE, (run_id, output_uri), task_id=task_id,
                            queue=names.QUEUE)
+
+    def backlog(self) -> int:
+        """Ready messages in the queue (a passive declare: Redis LLEN, AMQP's count); a
+        queue the broker does not know (an empty Redis list does not exist) holds none."""
+        with self.app.connection_for_read() as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue=names.QUEUE,
+                                                                    passive=True)
+            except connection.channel_errors:
+                return 0
+            return int(declared.message_count)

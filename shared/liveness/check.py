@@ -24,13 +24,12 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from shared import names
 from shared.errors import RunNotFoundError, ShardlineError
 from shared.liveness.index import REBUILD_LOCK, DeadlineIndex
 from shared.liveness.records import (
-    LEASES,
     MERGE,
     PLAN,
+    QUEUED_PATIENCE,
     Lease,
     Step,
     message_ticket,
@@ -38,8 +37,9 @@ from shared.liveness.records import (
     subject_shard,
 )
 from shared.liveness.watch import close_subject, expect, index_lease, new_task_id, read_lease
-from shared.records import utcnow
-from shared.registry import RunRegistry
+from shared.run import layout
+from shared.run.records import utcnow
+from shared.run.registry import RunRegistry
 from shared.settings import Settings
 from shared.storage import Storage, open_storage
 
@@ -61,8 +61,13 @@ class Restarter(Protocol):
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None: ...
 
+    def backlog(self) -> int:
+        """Messages ready in the queue, not yet taken by any worker."""
+        ...
+
 
 class CheckReport(BaseModel):
+    backlog: int = 0
     due: int = 0
     restarted: list[str] = Field(default_factory=list)
     reindexed: int = 0
@@ -79,7 +84,11 @@ def check_deadlines(settings: Settings, index: DeadlineIndex, restart: Restarter
     report = CheckReport()
     if not index.built():
         report.rebuilt = rebuild_index(settings, index, storage_for=storage_for)
-    for run_id, subject in index.due(moment, CHECK_BATCH):
+    report.backlog = restart.backlog()
+    # With messages waiting in the queue, a queued subject's message may be among them:
+    # only the very late ones count as lost then.
+    queued_until = moment if report.backlog == 0 else moment - QUEUED_PATIENCE * _grace(settings)
+    for run_id, subject in index.due(moment, CHECK_BATCH, queued_until=queued_until):
         report.due += 1
         try:
             _verify(settings, index, restart, report, run_id, subject, moment, storage_for)
@@ -98,7 +107,7 @@ def _verify(settings: Settings, index: DeadlineIndex, restart: Restarter,
         report.dropped += 1
         return
     storage = storage_for(output_uri)
-    if storage.exists(names.SUMMARY):
+    if storage.exists(layout.SUMMARY):
         index.put(run_id, output_uri, subject, None, shard=False)
         index.forget_run(run_id)
         report.dropped += 1
@@ -109,12 +118,15 @@ def _verify(settings: Settings, index: DeadlineIndex, restart: Restarter,
         index.put(run_id, output_uri, subject, None, shard=False)
         report.dropped += 1
         return
-    if at > now:  # renewed or re-scheduled since the index was written
+    patience = (QUEUED_PATIENCE * _grace(settings) if lease.queued and report.backlog
+                else timedelta(0))
+    if at + patience > now:
+        # Renewed or re-scheduled since the index was written, or queued behind a backlog.
         index_lease(index, settings, run_id, output_uri, lease)
         report.reindexed += 1
         return
     shard = subject_shard(subject)
-    if shard is not None and storage.exists(names.shard_outcome(shard)):
+    if shard is not None and storage.exists(layout.shard_outcome(shard)):
         # Final, but its task died before saying so: nothing to restart.
         close_subject(storage, index, settings, run_id=run_id, output_uri=output_uri,
                       subject=subject, now=now)
@@ -162,9 +174,9 @@ def rebuild_index(settings: Settings, index: DeadlineIndex, *,
         for entry in RunRegistry(storage_for(settings.state_uri)).entries():
             try:
                 storage = storage_for(entry.output_uri)
-                if storage.exists(names.SUMMARY):
+                if storage.exists(layout.SUMMARY):
                     continue
-                for info in storage.list(f"{LEASES}/"):
+                for info in storage.list(f"{layout.LEASES}/"):
                     lease = Lease.model_validate_json(storage.read_bytes(info.key))
                     index_lease(index, settings, entry.run_id, entry.output_uri, lease)
                     count += 1
@@ -181,7 +193,8 @@ def rebuild_index(settings: Settings, index: DeadlineIndex, *,
 def _registered_output(settings: Settings, run_id: str,
                        storage_for: Callable[[str], Storage]) -> str | None:
     try:
-        return RunRegistry(storage_for(settings.state_uri)).lookup(run_id).output_uri
+        entry = RunRegistry(storage_for(settings.state_uri)).lookup(run_id)
+        return entry.output_uri
     except RunNotFoundError:
         return None
 

@@ -12,6 +12,10 @@ Keys (one hash tag, so a Redis Cluster keeps them in one slot):
   +inf says the set was built from storage; when Redis loses the key (flush, restart without
   persistence, eviction) the marker goes with it and the next check rebuilds the set from
   the lease records (:func:`shared.liveness.check.rebuild_index`).
+- ``shardline:{deadlines}:queued`` — the same for subjects waiting for a message sent
+  without a countdown (a chain's next step, a restart): such a message may wait behind a
+  backlog, so the check looks at this set only while the queue is empty, and at its
+  oldest entries (``QUEUED_PATIENCE`` graces late) always.
 - ``shardline:{deadlines}:runs`` — hash, run id → output URI (where its records are).
 - ``shardline:{deadlines}:open:<run_id>`` — set of the run's shard subjects not yet final;
   the task that empties it expects the merge (see :meth:`DeadlineIndex.close_shard`).
@@ -23,17 +27,16 @@ from datetime import UTC, datetime
 
 import redis
 
-PREFIX = "shardline:{deadlines}:"
-INDEX = f"{PREFIX}index"
-RUNS = f"{PREFIX}runs"
-REBUILD_LOCK = f"{PREFIX}rebuild-lock"
-CHECK_LOCK = f"{PREFIX}check-lock"
+from shared import names
+
+INDEX = names.REDIS_DEADLINES
+QUEUED = names.REDIS_DEADLINES_QUEUED
+RUNS = names.REDIS_DEADLINE_RUNS
+REBUILD_LOCK = names.REDIS_DEADLINE_REBUILD
+CHECK_LOCK = names.REDIS_DEADLINE_CHECK
 BUILT = "~built"
 _SEP = "|"
-
-
-def open_key(run_id: str) -> str:
-    return f"{PREFIX}open:{run_id}"
+open_key = names.redis_open_shards
 
 
 def member(run_id: str, subject: str) -> str:
@@ -56,13 +59,16 @@ class DeadlineIndex:
         self.client = client
 
     def put(self, run_id: str, output_uri: str, subject: str, overdue: datetime | None,
-            *, shard: bool) -> None:
+            *, shard: bool, queued: bool = False) -> None:
         """Index (or, with ``overdue=None``, un-index) one subject."""
         pipe = self.client.pipeline(transaction=False)
+        key = member(run_id, subject)
         if overdue is None:
-            pipe.zrem(INDEX, member(run_id, subject))
+            pipe.zrem(INDEX, key)
+            pipe.zrem(QUEUED, key)
         else:
-            pipe.zadd(INDEX, {member(run_id, subject): _score(overdue)})
+            pipe.zrem(INDEX if queued else QUEUED, key)
+            pipe.zadd(QUEUED if queued else INDEX, {key: _score(overdue)})
             pipe.hset(RUNS, run_id, output_uri)
             if shard:
                 pipe.sadd(open_key(run_id), subject)
@@ -72,18 +78,27 @@ class DeadlineIndex:
         """The shard is final: True if this call removed the run's last open shard."""
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(INDEX, member(run_id, subject))
+        pipe.zrem(QUEUED, member(run_id, subject))
         pipe.srem(open_key(run_id), subject)
         pipe.scard(open_key(run_id))
-        _, removed, left = pipe.execute()
+        _, _, removed, left = pipe.execute()
         return bool(removed) and left == 0
 
-    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` (run id, subject) pairs overdue at ``now``, most overdue first."""
-        found = self.client.zrangebyscore(INDEX, "-inf", _score(now), start=0, num=limit)
+    def due(self, now: datetime, limit: int, *, queued_until: datetime) -> list[tuple[str, str]]:
+        """Up to ``limit`` (run id, subject) pairs overdue at ``now`` (queued ones: overdue
+        at ``queued_until``), most overdue first."""
+        found: list[object] = [
+            *self.client.zrangebyscore(INDEX, "-inf", _score(now), start=0, num=limit),
+            *self.client.zrangebyscore(QUEUED, "-inf", _score(queued_until), start=0,
+                                       num=limit),
+        ]
         return [parse_member(str(value)) for value in found]
 
     def score(self, run_id: str, subject: str) -> float | None:
-        value = self.client.zscore(INDEX, member(run_id, subject))
+        key = member(run_id, subject)
+        value = self.client.zscore(INDEX, key)
+        if value is None:
+            value = self.client.zscore(QUEUED, key)
         return None if value is None else float(value)
 
     def output_uri(self, run_id: str) -> str | None:

@@ -29,18 +29,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.records import utcnow
+from shared.run.records import utcnow
 
 LeaseState = Literal["running", "waiting", "done"]
 Step = Literal["plan", "upload", "create", "poll", "collect", "merge"]
 
 PLAN = "plan"
 MERGE = "merge"
-#: Where the lease records of a run live, under its output root.
-LEASES = "_shardline/leases"
 #: A restarted subject that is overdue again waits longer each time (grace x 2**n, n <= 4):
 #: a backlog of queued work is not answered with ever more duplicates.
 MAX_BACKOFF_DOUBLINGS = 4
+#: A queued message is presumed lost, backlog or not, this many graces after it was due.
+QUEUED_PATIENCE = 16
 
 
 def message_ticket(task_id: str, retries: int = 0) -> str:
@@ -59,10 +59,6 @@ def subject_shard(subject: str) -> int | None:
     return int(subject[1:]) if subject.startswith("s") else None
 
 
-def lease_key(subject: str) -> str:
-    return f"{LEASES}/{subject}.json"
-
-
 class Lease(BaseModel):
     """``_shardline/leases/<subject>.json``: what the subject waits for, and by when."""
 
@@ -75,6 +71,9 @@ class Lease(BaseModel):
     ticket: str | None = None
     holder: str | None = None
     deadline: datetime
+    #: Waiting for a message sent without a countdown: it may sit behind a backlog in the
+    #: queue, so it counts as lost only once the queue is empty (or very late).
+    queued: bool = False
     restarts: int = 0
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -36,11 +36,12 @@ from shared.liveness.records import (
     LeaseState,
     Step,
     admits,
-    lease_key,
     overdue_at,
     subject_shard,
 )
-from shared.records import utcnow
+from shared.run import layout
+from shared.run.layout import lease as lease_key
+from shared.run.records import utcnow
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -77,7 +78,7 @@ def index_lease(index: DeadlineIndex | None, settings: Settings, run_id: str,
     try:
         index.put(run_id, output_uri, lease.subject,
                   overdue_at(lease, timedelta(seconds=settings.liveness_grace_seconds)),
-                  shard=subject_shard(lease.subject) is not None)
+                  shard=subject_shard(lease.subject) is not None, queued=lease.queued)
     except redis.RedisError as exc:
         log.warning("run %s %s: deadline index not updated: %s", run_id, lease.subject, exc)
 
@@ -85,9 +86,10 @@ def index_lease(index: DeadlineIndex | None, settings: Settings, run_id: str,
 def expect(storage: Storage, index: DeadlineIndex | None, settings: Settings, *,
            run_id: str, output_uri: str, subject: str, step: Step, attempt: int,
            ticket: str | None, due: datetime, restarts: int = 0) -> Lease:
-    """Record (and index) that ``subject`` waits for the message ``ticket``, due at ``due``."""
+    """Record (and index) that ``subject`` waits for the message ``ticket``, sent now
+    without a countdown (so it may wait behind a backlog in the queue)."""
     lease = Lease(subject=subject, step=step, attempt=attempt, state="waiting",
-                  ticket=ticket, deadline=due, restarts=restarts)
+                  ticket=ticket, deadline=due, queued=True, restarts=restarts)
     write_lease(storage, lease)
     index_lease(index, settings, run_id, output_uri, lease)
     return lease
@@ -110,6 +112,8 @@ def close_subject(storage: Storage, index: DeadlineIndex | None, settings: Setti
     try:
         if subject_shard(subject) is None:
             index.put(run_id, output_uri, subject, None, shard=False)
+            if storage.exists(layout.SUMMARY):  # the merge, or a plan that failed the run
+                index.forget_run(run_id)
             return
         last = index.close_shard(run_id, subject)
     except redis.RedisError as exc:
@@ -204,12 +208,12 @@ class StepWatch:
         """The step scheduled itself again (countdown retry carrying ``ticket``)."""
         moment = now or utcnow()
         self._release("waiting", self.step, self.attempt, ticket,
-                      moment + timedelta(seconds=countdown))
+                      moment + timedelta(seconds=countdown), queued=False)
 
     def hand_on(self, step: Step, attempt: int, ticket: str | None,
                 now: datetime | None = None) -> None:
         """The next step's message (``ticket``, None if unknown) is sent now."""
-        self._release("waiting", step, attempt, ticket, now or utcnow())
+        self._release("waiting", step, attempt, ticket, now or utcnow(), queued=True)
 
     def finish(self, now: datetime | None = None) -> None:
         """Nothing more to wait for (see :func:`close_subject`)."""
@@ -227,12 +231,12 @@ class StepWatch:
             self._held = False
 
     def _release(self, state: LeaseState, step: Step, attempt: int, ticket: str | None,
-                 deadline: datetime) -> bool:
+                 deadline: datetime, *, queued: bool = False) -> bool:
         self.stop_heartbeat()
         with self._lock:
             if not self._held:
                 return False  # taken over meanwhile: the new holder's word stands
-            self._write_unlocked(state, step, attempt, ticket, deadline)
+            self._write_unlocked(state, step, attempt, ticket, deadline, queued=queued)
             self._held = False
             return True
 
@@ -242,10 +246,10 @@ class StepWatch:
             self._write_unlocked(state, step, attempt, ticket, deadline)
 
     def _write_unlocked(self, state: LeaseState, step: Step, attempt: int,
-                        ticket: str | None, deadline: datetime) -> None:
+                        ticket: str | None, deadline: datetime, *, queued: bool = False) -> None:
         lease = Lease(subject=self.subject, step=step, attempt=attempt, state=state,
                       ticket=ticket, holder=self.holder if state == "running" else None,
-                      deadline=deadline)
+                      deadline=deadline, queued=queued)
         write_lease(self.storage, lease)
         index_lease(self.index, self.settings, self.run_id, self.output_uri, lease)
 

@@ -9,16 +9,19 @@ from pydantic import ValidationError
 
 from shared import names
 from shared.errors import InputError, SpecError
+from shared.liveness import MERGE, PLAN, expect, read_lease, shard_subject
+from shared.liveness.index import DeadlineIndex
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
 from shared.pipeline.plan import plan_run
 from shared.pipeline.start import register_run
+from shared.run.records import utcnow
 from shared.run.spec import RunSpec
 from workers.app import app
 from workers.canvas import run_canvas
 from workers.launch import launch_run
-from workers.tasks._stage import run_stage
+from workers.tasks._stage import run_stage, watched
 
 
 @app.task(bind=True, name=names.TASK_START_RUN, acks_late=True)
@@ -53,7 +56,13 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
 def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
-    """Split the input once, then launch the chord: one chain per shard, merge as callback."""
+    """Split the input once, then launch the chord: one chain per shard, merge as callback.
+
+    Before the chord is sent, every shard's lease records that its chain is on the way (and
+    a run without shards expects its merge). A plan run again after that (its worker died
+    after sending) does not send the chord twice: a chain that never arrived is overdue
+    and restarted by the deadline check like any lost message.
+    """
 
     def body(ctx: RunContext) -> dict[str, Any]:
         try:
@@ -61,10 +70,21 @@ def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[st
         except InputError as exc:
             summary = fail_run(ctx, str(exc))
             return {"run_id": run_id, "state": summary.state, "error": str(exc)}
-        run_canvas(run_id, output_uri, [s.index for s in record.shards]).apply_async()
+        shards = [s.index for s in record.shards]
+        subjects = [shard_subject(s) for s in shards] or [MERGE]
+        if read_lease(ctx.storage, subjects[-1]) is None:  # written last
+            index, now = DeadlineIndex(app.coordination), utcnow()
+            for subject in subjects:
+                expect(ctx.storage, index, app.settings, run_id=run_id, output_uri=output_uri,
+                       subject=subject, step="merge" if subject == MERGE else "upload",
+                       attempt=0 if subject == MERGE else 1, ticket=None, due=now)
+            run_canvas(run_id, output_uri, shards).apply_async()
         return {"run_id": run_id, "shards": len(record.shards), "lines": record.lines}
 
-    return run_stage(self, run_id, output_uri, body)
+    with watched(self, run_id, output_uri, PLAN, "plan", 0) as watch:
+        result = run_stage(self, run_id, output_uri, body, watch=watch)
+        watch.finish()
+        return result
 
 
 @app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
@@ -79,7 +99,10 @@ def merge(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[s
         summary = merge_run(ctx)
         return {"run_id": run_id, "state": summary.state, "counts": summary.counts.model_dump()}
 
-    return run_stage(self, run_id, output_uri, body)
+    with watched(self, run_id, output_uri, MERGE, "merge", 0) as watch:
+        result = run_stage(self, run_id, output_uri, body, watch=watch)
+        watch.finish()
+        return result
 
 
 @app.task(bind=True, name=names.TASK_CANCEL, acks_late=True, max_retries=None)

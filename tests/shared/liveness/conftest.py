@@ -8,9 +8,9 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from shared import names
 from shared.liveness import DeadlineIndex
-from shared.registry import RunEntry
+from shared.run import layout
+from shared.run.registry import RunEntry
 from shared.settings import Settings
 from shared.storage import LocalStorage, Storage, open_storage
 
@@ -22,6 +22,7 @@ class Calls:
     plans: list[tuple[str, str]] = field(default_factory=list)
     chains: list[tuple[str, int, int, str]] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
+    ready: int = 0  # messages waiting in the queue
 
     def plan(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.plans.append((run_id, task_id))
@@ -31,6 +32,9 @@ class Calls:
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.merges.append((run_id, task_id))
+
+    def backlog(self) -> int:
+        return self.ready
 
 
 @dataclass
@@ -51,7 +55,7 @@ def world(tmp_path: Path) -> World:
     run_id = "r-test"
     output = tmp_path / "out"
     entry = RunEntry(run_id=run_id, output_uri=str(output), input_uri="in.jsonl")
-    LocalStorage(tmp_path / "state").write_bytes(names.registry_run(run_id),
+    LocalStorage(tmp_path / "state").write_bytes(layout.registry_run(run_id),
                                                  entry.model_dump_json().encode())
     client = fakeredis.FakeRedis(decode_responses=True)
     return World(settings, DeadlineIndex(client), run_id, str(output))

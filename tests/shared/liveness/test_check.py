@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared import names
 from shared.liveness import (
     MERGE,
     PLAN,
@@ -15,7 +14,8 @@ from shared.liveness import (
     read_lease,
     shard_subject,
 )
-from shared.records import ShardOutcome, utcnow
+from shared.run import layout
+from shared.run.records import ShardOutcome, utcnow
 from shared.storage import open_storage
 from tests.shared.liveness.conftest import Calls, World
 
@@ -114,7 +114,7 @@ def test_a_final_shard_whose_task_died_is_closed_not_restarted(world: World,
     world.index.mark_built()
     outcome = ShardOutcome(shard=0, state="succeeded", requests=1, results=1, errors=0,
                            attempts=1)
-    world.storage.write_bytes(names.shard_outcome(0), outcome.model_dump_json().encode())
+    world.storage.write_bytes(layout.shard_outcome(0), outcome.model_dump_json().encode())
     check_deadlines(world.settings, world.index, calls,
                     now=after(world, world.settings.lease_seconds + 1))
     assert calls.chains == []
@@ -127,7 +127,7 @@ def test_a_final_shard_whose_task_died_is_closed_not_restarted(world: World,
 def test_a_finished_run_is_forgotten(world: World, calls: Calls) -> None:
     running(world, "s00000")
     world.index.mark_built()
-    world.storage.write_bytes(names.SUMMARY, b"{}")
+    world.storage.write_bytes(layout.SUMMARY, b"{}")
     report = check_deadlines(world.settings, world.index, calls,
                              now=after(world, world.settings.lease_seconds + 1))
     assert report.dropped == 1 and calls.chains == []
@@ -142,4 +142,28 @@ def test_a_lost_index_is_rebuilt_from_the_lease_records(world: World, calls: Cal
                              now=after(world, world.settings.lease_seconds + 1))
     assert report.rebuilt == 2
     assert world.index.built()
+    assert [c[1] for c in calls.chains] == [0]
+
+
+def test_a_queued_message_behind_a_backlog_is_not_presumed_lost(world: World,
+                                                                calls: Calls) -> None:
+    held = running(world, "s00000", "upload")
+    held.hand_on("create", 2, "create-id:0")
+    world.index.mark_built()
+    grace = world.settings.liveness_grace_seconds
+    calls.ready = 10_000
+    check_deadlines(world.settings, world.index, calls, now=after(world, 3 * grace))
+    assert calls.chains == [], "the create message may still be in the queue"
+    calls.ready = 0
+    check_deadlines(world.settings, world.index, calls, now=after(world, 3 * grace))
+    assert [c[1] for c in calls.chains] == [0], "queue empty: the message was lost"
+
+
+def test_a_very_late_queued_message_is_restarted_even_behind_a_backlog(
+        world: World, calls: Calls) -> None:
+    running(world, "s00000", "upload").hand_on("create", 2, "create-id:0")
+    world.index.mark_built()
+    calls.ready = 10_000
+    grace = world.settings.liveness_grace_seconds
+    check_deadlines(world.settings, world.index, calls, now=after(world, 18 * grace))
     assert [c[1] for c in calls.chains] == [0]

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 from shared.liveness import MERGE, StepWatch, expect, read_lease, shard_subject
-from shared.records import utcnow
+from shared.run.records import utcnow
 from tests.shared.liveness.conftest import World
 
 
