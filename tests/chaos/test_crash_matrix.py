@@ -107,6 +107,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory, chaos_redis) -> Iterator
         jobs = assert_one_job_per_part(emulator, run)
         chunks = emulator.stats()["requests"].get("files.upload.chunk", 0)
     assert summary.accounted and summary.counts.rejected == 2
+    # Nothing died: every message arrived as its lease expected it (also the next attempt's
+    # chain a collect replaced itself with), so nothing stepped aside or was restarted.
+    log = worker.log_path.read_text()
+    assert "steps aside" not in log and "restarting from its records" not in log, log[-3000:]
     assert summary.counts.errors > 0 and summary.counts.results > 0
     assert len(jobs) >= 8, "the faults should have made second attempts, one in two parts"
     yield Reference(tmp / "out", source, seconds, chunks)
