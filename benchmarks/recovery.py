@@ -37,6 +37,9 @@ STAGES = [
     "collect.after_download=kill@2",
     "merge.mid_concat=kill@2",
 ]
+#: Upload chunks (and the emulator's granularity) of 4 KiB, so that a shard of a few kB is
+#: uploaded in several chunks and ``upload.after_chunk`` has a chunk to die after.
+CHUNK = 4096
 QUICK = {"SHARDLINE_LEASE_SECONDS": "3", "SHARDLINE_LIVENESS_GRACE_SECONDS": "2",
          "SHARDLINE_DEADLINE_CHECK_SECONDS": "1"}
 
@@ -76,12 +79,14 @@ class Fleet:
         self.emulator = subprocess.Popen(
             [sys.executable, "-m", "emulator", "--port", str(port), "--api-key", "bench",
              "--time-scale", str(time_scale)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=REPO, env={**os.environ, "EMULATOR_UPLOAD_CHUNK_GRANULARITY": str(CHUNK)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.broker = f"redis://127.0.0.1:{self.redis_port}/0"
         self.env = {**os.environ, "SHARDLINE_API_KEY": "bench",
                     "SHARDLINE_API_BASE_URL": f"http://127.0.0.1:{port}",
                     "SHARDLINE_BROKER_URL": self.broker, "SHARDLINE_SECRETS_DIR": "",
                     "SHARDLINE_STATE_URI": str(work / "state"), "PYTHONUNBUFFERED": "1",
+                    "SHARDLINE_UPLOAD_CHUNK_BYTES": str(CHUNK),
                     **(QUICK if quick else {})}
         self.workers: list[subprocess.Popen[bytes]] = []
         time.sleep(2)
