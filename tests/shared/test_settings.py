@@ -75,4 +75,7 @@ def test_default_visibility_timeout_follows_the_longest_countdown_on_both_broker
     assert redis.visibility_timeout_seconds == 600
     assert redis.countdown_cap_seconds == rabbit.countdown_cap_seconds == 480
     assert redis.poll_max_seconds < redis.countdown_cap_seconds
-    assert redis.lease_seconds / 3 <= redis.deadline_check_seconds
+    # A dead worker's running task is restarted within a lease and a check interval, a
+    # lost message within a grace and a check interval of its due time: inside 3 minutes.
+    assert redis.lease_seconds + redis.deadline_check_seconds < 180
+    assert redis.liveness_grace_seconds + redis.deadline_check_seconds < 180
