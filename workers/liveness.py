@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from shared.liveness import DeadlineIndex, check_deadlines
@@ -85,7 +86,14 @@ class HandBack(bootsteps.StartStopStep):  # type: ignore[misc]
     def stop(self, parent: Any) -> None:
         if parent.app.settings.embedded:
             return  # the in-memory queue ends with the process anyway
-        handed = hand_back(parent)
+        if worker_state.should_stop is None and worker_state.should_terminate is None:
+            return  # the consumer restarts after a lost connection: the worker stays
+        try:
+            handed = hand_back(parent)
+        except (*parent.connection_errors, *parent.channel_errors) as exc:
+            log.warning("could not hand scheduled messages back (%s): they return after "
+                        "the visibility timeout, or sooner through the deadline check", exc)
+            return
         if handed:
             log.info("handed %d scheduled message(s) back to the queue", handed)
 
