@@ -10,6 +10,11 @@ the liveness timings. Real parts: a private ``redis-server``, the emulator as a 
 
     .venv/bin/python benchmarks/recovery.py                  # every stage, defaults
     .venv/bin/python benchmarks/recovery.py --stages poll.after_get=kill@3
+    .venv/bin/python benchmarks/recovery.py --rolling        # SIGTERM every worker in turn
+
+``--rolling`` measures a rolling restart instead: with jobs that take ~20 s (time scale 6),
+a run is timed from submit to summary once undisturbed and once while each of its workers
+in turn is stopped politely (SIGTERM) right after its successor started.
 """
 
 from __future__ import annotations
@@ -150,18 +155,44 @@ def one_run(fleet: Fleet, source: Path, name: str, failpoints: str | None) -> fl
     return seconds
 
 
+def rolling_run(fleet: Fleet, source: Path, name: str, restarts: int) -> float:
+    """Seconds from submit to summary while ``restarts`` workers are replaced in turn."""
+    fleet.flush()
+    output = fleet.work / f"out-{name}"
+    current = fleet.worker()
+    started = time.monotonic()
+    fleet.submit(source, output, name)
+    for _ in range(restarts):
+        time.sleep(8.0)  # jobs are live and their polls held by the current worker
+        successor = fleet.worker()
+        current.send_signal(signal.SIGTERM)
+        current.wait(120)
+        current = successor
+    wait_for((output / "summary.json").exists, 900, f"the summary of {name}")
+    seconds = time.monotonic() - started
+    fleet.stop_workers()
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stages", nargs="*", default=STAGES)
     parser.add_argument("--lines", type=int, default=400)
     parser.add_argument("--quick", action="store_true", help="lease 3 s, grace 2 s, check 1 s")
     parser.add_argument("--time-scale", type=float, default=1200.0)
+    parser.add_argument("--rolling", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shardline-recovery-"))
-    fleet = Fleet(work, quick=args.quick, time_scale=args.time_scale)
+    fleet = Fleet(work, quick=args.quick, time_scale=6.0 if args.rolling else args.time_scale)
     try:
         source = work / "input.jsonl"
         generate(source, args.lines)
+        if args.rolling:
+            calm = rolling_run(fleet, source, "calm", 0)
+            rolled = rolling_run(fleet, source, "rolled", 2)
+            print(f"undisturbed run: {calm:.1f} s; with 2 rolling restarts: {rolled:.1f} s; "
+                  f"delay {rolled - calm:+.1f} s ({rolled / calm:.2f}x)")
+            return 0
         clean = one_run(fleet, source, "clean", None)
         print(f"clean run: {clean:.1f} s ({args.lines} lines, {-(-args.lines // 100)} shards)")
         print(f"{'killed at':32} {'new worker start -> summary':>28} {'minus clean':>12}")
