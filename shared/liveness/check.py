@@ -36,7 +36,14 @@ from shared.liveness.records import (
     overdue_at,
     subject_shard,
 )
-from shared.liveness.watch import close_subject, expect, index_lease, new_task_id, read_lease
+from shared.liveness.watch import (
+    close_subject,
+    expect,
+    index_lease,
+    new_task_id,
+    read_lease,
+    read_lease_at,
+)
 from shared.run import layout
 from shared.run.records import utcnow
 from shared.run.registry import RunRegistry
@@ -177,9 +184,10 @@ def rebuild_index(settings: Settings, index: DeadlineIndex, *,
                 if storage.exists(layout.SUMMARY):
                     continue
                 for info in storage.list(f"{layout.LEASES}/"):
-                    lease = Lease.model_validate_json(storage.read_bytes(info.key))
-                    index_lease(index, settings, entry.run_id, entry.output_uri, lease)
-                    count += 1
+                    lease = read_lease_at(storage, info.key)
+                    if lease is not None:
+                        index_lease(index, settings, entry.run_id, entry.output_uri, lease)
+                        count += 1
             except ShardlineError as exc:
                 log.warning("run %s: lease records unreadable, not indexed: %s",
                             entry.run_id, exc)

@@ -27,8 +27,9 @@ import uuid
 from datetime import datetime, timedelta
 
 import redis
+from pydantic import ValidationError
 
-from shared.errors import ObjectNotFoundError
+from shared.errors import ObjectNotFoundError, RunError
 from shared.liveness.index import DeadlineIndex
 from shared.liveness.records import (
     MERGE,
@@ -60,10 +61,21 @@ def new_task_id() -> str:
 
 
 def read_lease(storage: Storage, subject: str) -> Lease | None:
+    """The subject's lease record; None if there is none; a ``RunError`` naming the object
+    if it cannot be read as one."""
+    return read_lease_at(storage, lease_key(subject))
+
+
+def read_lease_at(storage: Storage, key: str) -> Lease | None:
     try:
-        return Lease.model_validate_json(storage.read_bytes(lease_key(subject)))
+        return Lease.model_validate_json(storage.read_bytes(key))
     except ObjectNotFoundError:
         return None
+    except ValidationError as exc:
+        problem = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "record"
+        raise RunError(f"{storage.uri}/{key}: not a lease record: {where}: "
+                       f"{problem['msg']}") from None
 
 
 def write_lease(storage: Storage, lease: Lease) -> None:

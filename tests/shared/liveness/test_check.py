@@ -167,3 +167,15 @@ def test_a_very_late_queued_message_is_restarted_even_behind_a_backlog(
     grace = world.settings.liveness_grace_seconds
     check_deadlines(world.settings, world.index, calls, now=after(world, 18 * grace))
     assert [c[1] for c in calls.chains] == [0]
+
+
+def test_an_unreadable_lease_is_reported_by_name_and_the_rest_still_checked(
+        world: World, calls: Calls) -> None:
+    running(world, "s00000")
+    running(world, "s00001")
+    world.index.mark_built()
+    world.storage.write_bytes(layout.lease("s00000"), b'{"subject": "s00000"}')
+    report = check_deadlines(world.settings, world.index, calls,
+                             now=after(world, world.settings.lease_seconds + 1))
+    assert report.unreadable == [f"{world.run_id}/s00000"]
+    assert [c[1] for c in calls.chains] == [1]
