@@ -158,6 +158,8 @@ CASES = [
     full_only(Case(kills=1, seed=4), id="random-4"),
     full_only(Case(kills=1, seed=5), id="random-5"),
     full_only(Case(kills=3, seed=6), id="random-3-kills"),
+    # The acceptance: six SIGKILLs at random moments, then a clean worker.
+    full_only(Case(kills=6, seed=7), id="random-6-kills"),
 ]
 
 
