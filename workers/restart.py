@@ -2,10 +2,8 @@
 
 Every first message carries the task id the check recorded as the subject's expected
 ticket before sending, so it is admitted while stale copies of older messages step aside.
-A restarted chain is detached from the run's chord, whose callback can then no longer fire;
-so the restarted chain ends with the merge itself (it waits until every shard is final, and
-a second merge steps aside while one is alive). The lease of whichever shard is final last
-expects a merge too (:func:`shared.liveness.close_subject`), in case that one is lost.
+A shard's chain is sent again from the step its lease names. The merge is not part of a
+shard's chain (the last batch sends it, and it waits until every shard is final).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import Any
 from celery import chain
 
 from shared import names
-from workers.canvas import merge_step, shard_chain
+from workers.canvas import send_shards_step, shard_chain
 
 
 class CeleryRestarter:
@@ -28,11 +26,17 @@ class CeleryRestarter:
         self.app.send_task(names.TASK_PLAN, (run_id, output_uri), task_id=task_id,
                            queue=names.QUEUE, ignore_result=True)
 
-    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int,
+    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, step: str,
               task_id: str) -> None:
-        steps = shard_chain(run_id, output_uri, shard, attempt)
-        steps.tasks[0].set(task_id=task_id)
-        chain(steps, merge_step(run_id, output_uri)).apply_async()
+        """The shard's chain from ``step`` on (the whole chain for an unknown step)."""
+        steps = list(shard_chain(run_id, output_uri, shard, attempt).tasks)
+        order = ["upload", "create", "poll", "collect"]  # the steps of shard_chain
+        rest = steps[order.index(step):] if step in order else steps
+        rest[0].set(task_id=task_id)
+        chain(*rest).apply_async()
+
+    def send_shards(self, run_id: str, output_uri: str, first: int, task_id: str) -> None:
+        send_shards_step(run_id, output_uri, first).apply_async(task_id=task_id)
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.app.send_task(names.TASK_MERGE, (run_id, output_uri), task_id=task_id,

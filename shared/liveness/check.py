@@ -27,11 +27,9 @@ from pydantic import BaseModel, Field
 from shared.errors import RunNotFoundError, ShardlineError
 from shared.liveness.index import REBUILD_LOCK, DeadlineIndex
 from shared.liveness.records import (
-    MERGE,
     PLAN,
     QUEUED_PATIENCE,
     Lease,
-    Step,
     message_ticket,
     overdue_at,
     subject_shard,
@@ -63,8 +61,10 @@ class Restarter(Protocol):
 
     def plan(self, run_id: str, output_uri: str, task_id: str) -> None: ...
 
-    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int,
+    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, step: str,
               task_id: str) -> None: ...
+
+    def send_shards(self, run_id: str, output_uri: str, first: int, task_id: str) -> None: ...
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None: ...
 
@@ -145,21 +145,23 @@ def _verify(settings: Settings, index: DeadlineIndex, restart: Restarter,
 
 def _restart(settings: Settings, index: DeadlineIndex, restart: Restarter, storage: Storage,
              run_id: str, output_uri: str, lease: Lease, now: datetime) -> None:
-    task_id = new_task_id()
+    """Send the subject's step again, as the message its record names: the same task id (a
+    message that killed its worker keeps counting towards being parked as poison, see
+    :mod:`shared.poison`), or a new one when the record names none."""
+    named = (lease.ticket or "").rpartition(":")[0]
+    task_id = named or new_task_id()
     shard = subject_shard(lease.subject)
-    step: Step = (
-        "plan" if lease.subject == PLAN else "merge" if lease.subject == MERGE else "upload"
-    )
     log.warning("run %s %s: %s %s since %s; restarting from its records (restart %d)",
                 run_id, lease.subject, lease.step,
                 "lease lapsed" if lease.state == "running" else "message overdue",
                 lease.deadline.isoformat(), lease.restarts + 1)
     expect(storage, index, settings, run_id=run_id, output_uri=output_uri,
-           subject=lease.subject, step=step, attempt=lease.attempt,
-           ticket=message_ticket(task_id), due=now,
-           restarts=lease.restarts + 1)
+           subject=lease.subject, step=lease.step, attempt=lease.attempt,
+           ticket=message_ticket(task_id), due=now, restarts=lease.restarts + 1)
     if shard is not None:
-        restart.chain(run_id, output_uri, shard, max(lease.attempt, 1), task_id)
+        restart.chain(run_id, output_uri, shard, max(lease.attempt, 1), lease.step, task_id)
+    elif lease.step == "send":
+        restart.send_shards(run_id, output_uri, lease.attempt, task_id)
     elif lease.subject == PLAN:
         restart.plan(run_id, output_uri, task_id)
     else:

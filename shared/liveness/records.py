@@ -1,7 +1,8 @@
 """What a run records about its own liveness: one small lease record per subject.
 
-A *subject* is a unit of a run that one chain of messages moves at a time: the plan, each
-shard (its upload → create → poll → collect chain, attempt after attempt) and the merge.
+A *subject* is a unit of a run that one chain of messages moves at a time: the plan (and
+the batches of shard chains it sends), each shard (its upload → create → poll → collect
+chain, attempt after attempt) and the merge.
 Its lease record, in the run's storage next to the other records, says what the subject is
 waiting for and by when:
 
@@ -32,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.run.records import utcnow
 
 LeaseState = Literal["running", "waiting", "done"]
-Step = Literal["plan", "upload", "create", "poll", "collect", "merge"]
+#: ``send``: a batch of shard chains being sent (subject ``plan``, ``attempt`` = its first shard).
+Step = Literal["plan", "send", "upload", "create", "poll", "collect", "merge"]
 
 PLAN = "plan"
 MERGE = "merge"

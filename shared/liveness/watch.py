@@ -112,9 +112,9 @@ def close_subject(storage: Storage, index: DeadlineIndex | None, settings: Setti
                   write: bool = True) -> None:
     """The subject is finished: record it ``done`` and drop it from the index.
 
-    A shard that was its run's last open one expects the merge next (the chord's callback);
-    if no merge takes that lease within the grace, the deadline check sends one, which is
-    what finishes a run whose chains were restarted outside the chord.
+    A shard that was its run's last open one expects the merge if nothing does yet (the last
+    batch of chains sends the merge and records it): if no merge takes that lease within the
+    grace, the deadline check sends one.
     """
     if write:
         write_lease(storage, Lease(subject=subject, step="merge" if subject == MERGE else
@@ -133,7 +133,7 @@ def close_subject(storage: Storage, index: DeadlineIndex | None, settings: Setti
         return
     if last:
         merge = read_lease(storage, MERGE)
-        if merge is None or merge.state == "waiting":
+        if merge is None:  # normally the last batch of shard chains expects it already
             expect(storage, index, settings, run_id=run_id, output_uri=output_uri,
                    subject=MERGE, step="merge", attempt=0, ticket=None, due=now)
 

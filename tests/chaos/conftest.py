@@ -338,6 +338,10 @@ def chaos_env(emulator: EmulatorHandle, tmp_path: Path, broker_url: str,
             "poll_initial_seconds": "0.2",
             "poll_max_seconds": "1.0",
             "upload_chunk_bytes": str(CHUNK),
+            # Module-wide workers and the session's reference input serve several tests:
+            # allow the session's whole folder (every test's folder is a child of it).
+            "input_prefixes": str(tmp_path.parent),
+            "output_prefixes": str(tmp_path.parent),
             **QUICK_LIVENESS,
             **overrides,
         },
@@ -347,9 +351,11 @@ def chaos_env(emulator: EmulatorHandle, tmp_path: Path, broker_url: str,
 
 
 def default_env(emulator: EmulatorHandle, tmp_path: Path, broker_url: str) -> dict[str, str]:
-    """Every setting at its shipped default: only where the provider, broker and state are."""
+    """Every timing at its shipped default: only where the provider, broker and state are,
+    and which folders runs may read and write (as in :func:`chaos_env`)."""
     env = pipeline_environment(emulator.base_url, emulator.api_key, tmp_path,
-                               broker=broker_url)
+                               broker=broker_url, input_prefixes=str(tmp_path.parent),
+                               output_prefixes=str(tmp_path.parent))
     for name in ("POLL_INITIAL_SECONDS", "POLL_MAX_SECONDS", "VISIBILITY_TIMEOUT_SECONDS"):
         del env[f"SHARDLINE_{name}"]
     return env

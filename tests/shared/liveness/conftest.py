@@ -21,14 +21,21 @@ class Calls:
 
     plans: list[tuple[str, str]] = field(default_factory=list)
     chains: list[tuple[str, int, int, str]] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
+    sends: list[tuple[str, int]] = field(default_factory=list)
     ready: int = 0  # messages waiting in the queue
 
     def plan(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.plans.append((run_id, task_id))
 
-    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, task_id: str) -> None:
+    def chain(self, run_id: str, output_uri: str, shard: int, attempt: int, step: str,
+              task_id: str) -> None:
         self.chains.append((run_id, shard, attempt, task_id))
+        self.steps.append(step)
+
+    def send_shards(self, run_id: str, output_uri: str, first: int, task_id: str) -> None:
+        self.sends.append((run_id, first))
 
     def merge(self, run_id: str, output_uri: str, task_id: str) -> None:
         self.merges.append((run_id, task_id))

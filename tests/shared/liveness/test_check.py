@@ -179,3 +179,16 @@ def test_an_unreadable_lease_is_reported_by_name_and_the_rest_still_checked(
                              now=after(world, world.settings.lease_seconds + 1))
     assert report.unreadable == [f"{world.run_id}/s00000"]
     assert [c[1] for c in calls.chains] == [1]
+
+
+def test_a_lost_batch_of_shard_chains_is_sent_again_from_where_it_was(
+        world: World, calls: Calls) -> None:
+    held = StepWatch(world.storage, world.index, world.settings, run_id=world.run_id,
+                     output_uri=world.output_uri, subject=PLAN, step="send", attempt=0,
+                     ticket="t")
+    assert held.begin()
+    held.hand_on("send", 1000, "next-batch:0")
+    world.index.mark_built()
+    check_deadlines(world.settings, world.index, calls,
+                    now=after(world, world.settings.liveness_grace_seconds + 1))
+    assert calls.sends == [(world.run_id, 1000)] and calls.plans == []
