@@ -65,3 +65,17 @@ def redis_file_bytes(key_fingerprint: str) -> str:
 def redis_holder(run_id: str, shard: int, attempt: int, part: int) -> str:
     """Who holds a slot, tokens or bytes: one part of one attempt (``run:shard:attempt:part``)."""
     return f"{run_id}:{shard}:{attempt}:{part}"
+
+
+# ---- Redis (liveness: the deadline index, see shared.liveness.index) -------------------
+# One hash tag, so a Redis Cluster keeps every deadline key in one slot.
+REDIS_DEADLINES = f"{REDIS_PREFIX}{{deadlines}}:index"
+REDIS_DEADLINES_QUEUED = f"{REDIS_PREFIX}{{deadlines}}:queued"
+REDIS_DEADLINE_RUNS = f"{REDIS_PREFIX}{{deadlines}}:runs"
+REDIS_DEADLINE_REBUILD = f"{REDIS_PREFIX}{{deadlines}}:rebuild-lock"
+REDIS_DEADLINE_CHECK = f"{REDIS_PREFIX}{{deadlines}}:check-lock"
+
+
+def redis_open_shards(run_id: str) -> str:
+    """Set: the run's shard subjects not yet final (its last one expects the merge)."""
+    return f"{REDIS_PREFIX}{{deadlines}}:open:{run_id}"

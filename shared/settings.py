@@ -131,13 +131,24 @@ class Settings(BaseSettings):
         description="Redis for admission control across workers; default: the broker or "
         "result backend when it is Redis, an in-process fake in embedded mode.",
     )
-    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    # Redis redelivers a message unacknowledged for this long. Recovery from a dead worker
+    # does not wait for it (leases and the deadline check do that), so it only has to stay
+    # above the longest countdown: polls (300 s) and error backoff (300 s) are capped at
+    # 80 % of it (480 s). A task running longer is delivered again and steps aside.
+    visibility_timeout_seconds: int = Field(default=600, gt=0)
     rabbitmq_consumer_timeout_seconds: int = Field(
         default=1800, gt=0, description="The broker's consumer_timeout (RabbitMQ default)."
     )
     embedded_concurrency: int = Field(
         default=4, gt=0, description="Worker threads of the embedded (no broker) mode."
     )
+
+    # Liveness (see README "Recovery"): a running task renews its lease every third of
+    # lease_seconds; a lapsed lease, or a message overdue by the grace, is restarted by the
+    # deadline check, which one worker of the fleet runs every deadline_check_seconds.
+    lease_seconds: float = Field(default=60.0, ge=3.0)
+    liveness_grace_seconds: float = Field(default=60.0, ge=0.0)
+    deadline_check_seconds: float = Field(default=20.0, gt=0)
 
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)

@@ -96,7 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, Any] = {
         # A countdown task is held unacknowledged by a worker until its ETA; on Redis it is
         # delivered again once unacknowledged for this long, so it must exceed the longest
-        # countdown Shardline schedules (validated in Settings).
+        # countdown Shardline schedules (validated in Settings). A dead worker's work does
+        # not wait for it: leases and the deadline check restart it (workers.liveness).
         "visibility_timeout": settings.visibility_timeout_seconds,
     }
     if settings.embedded:
@@ -152,7 +153,9 @@ def _check_worker(**_: Any) -> None:
 
 # Workers and the embedded run stream many large buffers: keep freed ones out of the RSS.
 pin_mmap_threshold()
-app = ShardlineCelery("shardline", include=["workers.tasks"])
+# workers.liveness adds the worker's liveness bootsteps (README "Recovery"): included like
+# the tasks, so it is imported before any worker builds its blueprint.
+app = ShardlineCelery("shardline", include=["workers.tasks", "workers.liveness"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
 signals.celeryd_init.connect(_check_worker, weak=False, dispatch_uid="shardline.check_worker")

@@ -62,16 +62,18 @@ def send_shards_step(run_id: str, output_uri: str, first: int) -> Signature:
                          kwargs={"first": first}, immutable=True)
 
 
-def send_shards(run_id: str, output_uri: str, shards: Sequence[int], *, first: int) -> int:
+def send_shards(run_id: str, output_uri: str, shards: Sequence[int], *, first: int,
+                next_id: str | None = None) -> int:
     """Send attempt 1 of ``shards[first:first + SHARD_BATCH]``, then the next batch or, after
-    the last, the merge. Returns how many chains were sent."""
+    the last, the merge (with the task id ``next_id``, the one its lease expects). Returns how
+    many chains were sent."""
     batch = shards[first:first + SHARD_BATCH]
     for shard in batch:
         shard_chain(run_id, output_uri, shard, 1).apply_async()
     following = first + len(batch)
     if following < len(shards):
-        send_shards_step(run_id, output_uri, following).apply_async()
+        send_shards_step(run_id, output_uri, following).apply_async(task_id=next_id)
     else:
-        merge_step(run_id, output_uri).apply_async(countdown=MERGE_FIRST_LOOK_SECONDS
-                                                   if shards else 0)
+        merge_step(run_id, output_uri).apply_async(
+            countdown=MERGE_FIRST_LOOK_SECONDS if shards else 0, task_id=next_id)
     return len(batch)

@@ -114,6 +114,15 @@ def part_errors(shard: int, attempt: int, part: int) -> str:
     return f"{part_dir(shard, attempt, part)}/errors.jsonl"
 
 
+#: One lease record per subject (plan, merge, s00000, ...): see :mod:`shared.liveness`.
+LEASES = f"{RECORDS}/leases"
+
+
+def lease(subject: str) -> str:
+    """What the subject (``plan``, ``merge``, ``s00042``) waits for, and by when."""
+    return f"{LEASES}/{subject}.json"
+
+
 def display_name(run_id: str, shard: int, attempt: int, part: int) -> str:
     """The provider-side display name: unique per part, so a lost create can be found."""
     return f"shardline-{run_id}-s{shard:05d}-a{attempt:02d}-p{part:03d}"

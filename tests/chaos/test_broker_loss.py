@@ -96,6 +96,29 @@ def test_flushall_mid_run_then_resume(
     wait_input_files_deleted(slow_emulator, run)
 
 
+def test_flushall_mid_run_recovers_without_resume(
+    slow_emulator: EmulatorHandle, broker: str, chaos_redis: RedisServer, workers: Workers,
+    tmp_path: Path,
+) -> None:
+    """Nobody runs ``resume``: the deadline check finds its index gone (the ``~built``
+    marker with it), rebuilds it from the lease records in storage, and restarts every
+    subject whose message went with the broker."""
+    env = chaos_env(slow_emulator, tmp_path, broker)
+    workers.start(env)
+    source = tmp_path / "requests.jsonl"
+    write_input(source, LINES)
+    run = submit(broker, source, tmp_path / "out")
+    wait_live_jobs(run, slow_emulator)
+
+    chaos_redis.client().flushall()
+
+    run.wait_summary(workers=workers.started)
+    assert "deadline index rebuilt from storage" in workers.started[0].log()
+    assert_accounted(run, LINES)
+    assert_one_job_per_part(slow_emulator, run)
+    wait_input_files_deleted(slow_emulator, run)
+
+
 def test_redis_restarted_mid_run_then_resume(
     slow_emulator: EmulatorHandle, workers: Workers, tmp_path: Path
 ) -> None:

@@ -35,7 +35,6 @@ from tests.chaos.conftest import (
     run_jobs,
     submit,
     wait_killed,
-    wait_redelivery,
     write_input,
 )
 from tests.fixtures.emulator import (
@@ -111,12 +110,11 @@ def test_a_killed_worker_leaks_nothing(
         source = tmp_path / "requests.jsonl"
         write_input(source, LINES)
         run = submit(broker, source, tmp_path / "out")
-        killed_at = wait_killed(armed, run)
+        wait_killed(armed, run)
         left_by_the_crash = run_files(emulator, run)
         if cancel:
             run.store.request_cancel()  # what `shardline cancel` records first
-        wait_redelivery(killed_at)
-        workers.start(env)
+        workers.start(env)  # the deadline check restarts what the dead worker held
         summary = run.wait_summary(workers=workers.started, reconcile_via=broker)
         assert summary.accounted
         if cancel:

@@ -59,7 +59,23 @@ def test_a_poll_countdown_must_fit_the_visibility_timeout() -> None:
 
 
 def test_rabbitmq_consumer_timeout_caps_countdowns() -> None:
-    redis = Settings(broker_url="redis://h/0")
-    rabbit = Settings(broker_url="amqp://guest:guest@h//", result_backend="redis://h/1")
+    redis = Settings(broker_url="redis://h/0", visibility_timeout_seconds=3600)
+    rabbit = Settings(broker_url="amqp://guest:guest@h//", result_backend="redis://h/1",
+                      visibility_timeout_seconds=3600)
     assert redis.countdown_cap_seconds == 0.8 * 3600
     assert rabbit.countdown_cap_seconds == 0.8 * 1800
+
+
+def test_default_visibility_timeout_follows_the_longest_countdown_on_both_brokers() -> None:
+    """Recovery does not wait for it (leases do), so it is sized by the longest countdown:
+    polls and error backoff (300 s) fit under the cap, and so does RabbitMQ's default
+    consumer_timeout (1,800 s) without any setting."""
+    redis = Settings(broker_url="redis://h/0")
+    rabbit = Settings(broker_url="amqp://guest:guest@h//", result_backend="redis://h/1")
+    assert redis.visibility_timeout_seconds == 600
+    assert redis.countdown_cap_seconds == rabbit.countdown_cap_seconds == 480
+    assert redis.poll_max_seconds < redis.countdown_cap_seconds
+    # A dead worker's running task is restarted within a lease and a check interval, a
+    # lost message within a grace and a check interval of its due time: inside 3 minutes.
+    assert redis.lease_seconds + redis.deadline_check_seconds < 180
+    assert redis.liveness_grace_seconds + redis.deadline_check_seconds < 180

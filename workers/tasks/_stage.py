@@ -21,12 +21,19 @@
 Before any of that, the task checks that its output is allowed and holds its run
 (``RunContext.verify``): an ``AccessError`` fails the task at once, with nothing written
 and no give-up handler run, since the run it names is not the output's to record into.
+
+Liveness (:mod:`shared.liveness`): a task that moves a subject (the plan, a shard, the
+merge) runs inside :func:`watched`, which takes the subject's lease first (or steps aside
+with ``Ignore`` when another execution is alive), renews it while the task works, and
+records what comes next: a countdown retry (:func:`retry`), the next step, or nothing. A
+task that dies leaves a lease that lapses; the deadline check restarts it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import redis
@@ -42,10 +49,13 @@ from shared.errors import (
     RateLimitError,
     RetryLater,
 )
+from shared.liveness import DeadlineIndex, StepWatch, message_ticket
+from shared.liveness.records import Step
 from shared.pipeline.context import RunContext, run_context
 from shared.pipeline.merge import fail_run
 from shared.poison import Deliveries, poison_reason
 from shared.run.records import ParkedMessage
+from shared.storage import open_storage
 from workers.app import app
 from workers.logs import task_fields
 
@@ -59,6 +69,45 @@ MAX_TRANSIENT_FAILURES = 25
 MAX_UNEXPECTED_FAILURES = 5
 
 
+@contextmanager
+def watched(task: Task, run_id: str, output_uri: str, subject: str, step: Step,
+            attempt: int) -> Iterator[StepWatch]:
+    """Hold the subject's lease for this execution (see the module docstring).
+
+    The body says what comes next (``watch.hand_on``, ``watch.finish`` or :func:`retry`);
+    a body that raises anything else leaves the lease to lapse.
+    """
+    request = task.request
+    watch = StepWatch(
+        open_storage(output_uri), DeadlineIndex(app.coordination), app.settings,
+        run_id=run_id, output_uri=output_uri, subject=subject, step=step, attempt=attempt,
+        ticket=message_ticket(request.id, request.retries or 0),
+    )
+    if not watch.begin():
+        raise Ignore()  # another execution is alive: it carries the subject on
+    watch.start_heartbeat()
+    try:
+        yield watch
+    except (Retry, Ignore):
+        raise  # a retry recorded its wait; a replace recorded its hand-on
+    except BaseException:
+        watch.abandon()
+        raise
+    finally:
+        watch.stop_heartbeat()
+
+
+def next_ticket(task: Task) -> str | None:
+    """The ticket of the chain's next message (its task id is fixed when the chain is sent);
+    None when the task is not in a chain."""
+    rest = task.request.chain or []
+    if not rest:
+        return None
+    options = rest[-1].get("options", {}) if isinstance(rest[-1], dict) else {}
+    task_id = options.get("task_id")
+    return message_ticket(task_id) if task_id else None
+
+
 def retry(
     task: Task,
     countdown: float,
@@ -66,18 +115,20 @@ def retry(
     failures: int,
     exc: BaseException | None = None,
     carry: dict[str, int] | None = None,
+    watch: StepWatch | None = None,
 ) -> Retry:
     """Schedule the task again after ``countdown`` seconds (capped), carrying the count of
     consecutive failures in its ``failures`` keyword (0 after progress, kept while waiting).
 
     Waiting (a live job, a full quota) is not failing: only errors raise the count, so a
-    job polled for a day still tolerates a passing 503.
+    job polled for a day still tolerates a passing 503. With ``watch``, the retry is
+    recorded first as the message the subject waits for, due at its countdown.
     """
-    cap = app.settings.countdown_cap_seconds
+    delay = min(countdown, app.settings.countdown_cap_seconds)
+    if watch is not None:
+        watch.wait(message_ticket(task.request.id, (task.request.retries or 0) + 1), delay)
     kwargs = {**(task.request.kwargs or {}), **(carry or {}), "failures": failures}
-    return task.retry(
-        countdown=min(countdown, cap), max_retries=None, exc=exc, kwargs=kwargs
-    )
+    return task.retry(countdown=delay, max_retries=None, exc=exc, kwargs=kwargs)
 
 
 def run_stage(
@@ -87,6 +138,7 @@ def run_stage(
     body: Callable[[RunContext], T],
     *,
     give_up: Callable[[RunContext, BaseException], T] | None = None,
+    watch: StepWatch | None = None,
 ) -> T:
     settings = app.settings
     failures: int = (task.request.kwargs or {}).get("failures", 0)
@@ -102,7 +154,7 @@ def run_stage(
                 raise
             if started is not None and deliveries.is_poison(started):
                 return _park(task, ctx, started - 1, give_up)
-            return _attempt(task, ctx, body, give_up, failures)
+            return _attempt(task, ctx, body, give_up, failures, watch)
     finally:
         _count_end(deliveries, task_id)
 
@@ -113,6 +165,7 @@ def _attempt(
     body: Callable[[RunContext], T],
     give_up: Callable[[RunContext, BaseException], T] | None,
     failures: int,
+    watch: StepWatch | None = None,
 ) -> T:
     run_id = ctx.run_id
     try:
@@ -121,7 +174,8 @@ def _attempt(
         raise
     except RetryLater as exc:
         log.info("%s %s: waiting: %s", task.name, run_id, exc)
-        raise retry(task, exc.countdown, failures=failures, carry=exc.carry) from None
+        raise retry(task, exc.countdown, failures=failures, carry=exc.carry,
+                    watch=watch) from None
     except AccessError as exc:  # not this output's run to record into: write nothing
         log.error("%s %s: refused: %s", task.name, run_id, exc)
         raise
@@ -135,7 +189,7 @@ def _attempt(
             task.request.retries or 0, base=2.0, factor=2.0, cap=300.0, jitter=0.2
         )
         log.info("%s %s: rate limited, waiting %.1fs: %s", task.name, run_id, countdown, exc)
-        raise retry(task, countdown, failures=failures) from None
+        raise retry(task, countdown, failures=failures, watch=watch) from None
     except ProviderError as exc:
         if exc.retryable and failures < MAX_TRANSIENT_FAILURES:
             countdown = exc.retry_delay or backoff_delay(
@@ -143,7 +197,8 @@ def _attempt(
             )
             log.warning("%s %s: provider error, retry in %.1fs: %s",
                         task.name, run_id, countdown, exc)
-            raise retry(task, countdown, failures=failures + 1, exc=exc) from None
+            raise retry(task, countdown, failures=failures + 1, exc=exc,
+                        watch=watch) from None
         if give_up is None:
             raise
         log.error("%s %s: giving up after provider error: %s", task.name, run_id, exc)
@@ -153,7 +208,8 @@ def _attempt(
             countdown = backoff_delay(failures, base=5.0, factor=2.0, cap=300.0, jitter=0.2)
             log.exception("%s %s: unexpected error, retry in %.1fs", task.name, run_id,
                           countdown)
-            raise retry(task, countdown, failures=failures + 1, exc=exc) from None
+            raise retry(task, countdown, failures=failures + 1, exc=exc,
+                        watch=watch) from None
         if give_up is None:
             raise
         log.exception("%s %s: giving up after unexpected error", task.name, run_id)
