@@ -36,8 +36,8 @@ FAKE_KEY = "AIzaFAKE-flower-9c4e1b7d30a2f56e"
 LINES = 300
 #: Every task one run goes through (``shardline.cancel`` only runs when asked).
 RUN_TASKS = {
-    "shardline.start_run", "shardline.plan", "shardline.upload", "shardline.create",
-    "shardline.poll", "shardline.collect", "shardline.merge",
+    "shardline.start_run", "shardline.plan", "shardline.send_shards", "shardline.upload",
+    "shardline.create", "shardline.poll", "shardline.collect", "shardline.merge",
 }
 SHARD_TASKS = {"shardline.upload", "shardline.create", "shardline.poll", "shardline.collect"}
 

@@ -28,7 +28,7 @@ def test_an_estimate_counts_what_the_plan_would_send(harness, tmp_path: Path) ->
 
 def test_the_limits_make_waves(harness, tmp_path: Path) -> None:
     source = write_requests(tmp_path / "in.jsonl", 45)
-    harness.settings.max_live_jobs_per_key = 2
+    harness.settings.max_live_jobs_per_project = 2
     estimate = estimate_run(harness.settings, _spec(source))
     assert estimate.waves == 3 and "live jobs" in estimate.limited_by
 
