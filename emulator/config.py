@@ -73,6 +73,10 @@ class EmulatorConfig(BaseModel):
     worker_threads: int = Field(default=2, gt=0)
     scramble_buckets: int = Field(default=16, ge=2, le=256)
 
+    # OpenAI-style batches (served under /openai/v1)
+    openai_max_file_bytes: int = Field(default=200 * 1_000_000, gt=0)
+    openai_max_requests_per_batch: int = Field(default=50_000, gt=0)
+
     def token_budget(self, model: str) -> int | None:
         """The enqueued-token budget of one model (``models/`` prefix optional)."""
         bare = model.removeprefix("models/")

@@ -1,7 +1,9 @@
 """Cost estimate at the batch price (50 % of the interactive price).
 
 Interactive list prices in USD per million tokens, text, standard context, as published by
-the provider in 2026. They change: override or extend them with ``SHARDLINE_PRICES_FILE``
+each provider in 2026 (Gemini's and OpenAI's models share the table: their names do not
+collide; both providers bill a batch at half the interactive price). They change: override
+or extend them with ``SHARDLINE_PRICES_FILE``
 (JSON ``{"model": {"input": x, "output": y}}``, interactive prices). An unknown model gets
 no cost estimate rather than a wrong one. Thinking tokens bill as output.
 """
@@ -33,6 +35,15 @@ INTERACTIVE_PRICES: dict[str, Price] = {
     "gemini-2.0-flash": Price(input=0.10, output=0.40),
     "gemini-2.0-flash-lite": Price(input=0.075, output=0.30),
     "gemini-embedding-001": Price(input=0.15),
+    # OpenAI (Batch API: 50 % of these).
+    "gpt-4.1": Price(input=2.00, output=8.00),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60),
+    "gpt-4.1-nano": Price(input=0.10, output=0.40),
+    "gpt-4o": Price(input=2.50, output=10.00),
+    "gpt-4o-mini": Price(input=0.15, output=0.60),
+    "o4-mini": Price(input=1.10, output=4.40),
+    "text-embedding-3-small": Price(input=0.02),
+    "text-embedding-3-large": Price(input=0.13),
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +25,9 @@ PROVIDER_MAX_FILE_BYTES = 2_147_483_648
 #: a shard past the cut can never push it past what the provider accepts.
 DEFAULT_SHARD_MAX_BYTES = 2_000_000_000
 GOOGLE_API_BASE_URL = "https://generativelanguage.googleapis.com"
+OPENAI_API_BASE_URL = "https://api.openai.com/v1"
+#: The providers a run can use (RunSpec ``provider``, ``SHARDLINE_PROVIDER``).
+ProviderName = Literal["gemini", "openai"]
 
 
 def _default_state_uri() -> str:
@@ -52,8 +55,28 @@ class Settings(BaseSettings):
     )
     api_base_url: str = GOOGLE_API_BASE_URL
     api_version: str = "v1beta"
+    provider: ProviderName = Field(
+        default="gemini", description="The provider of runs that do not name one."
+    )
     http_timeout_seconds: float = Field(default=120.0, gt=0)
     http_max_retries: int = Field(default=5, ge=0)
+
+    # OpenAI-style Batch API (OpenAI, Azure OpenAI, any service with the same endpoints).
+    # Its own keys: a Gemini key is never sent to another service.
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SHARDLINE_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"
+        ),
+    )
+    openai_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    openai_base_url: str = OPENAI_API_BASE_URL
+    openai_completion_window: str = "24h"
+    openai_generate_model: str = "gpt-4o-mini"
+    openai_embed_model: str = "text-embedding-3-small"
+    #: 5 GB under the 100 GB an organization may hold in files.
+    openai_file_storage_budget_bytes: int = Field(default=95 * 1_000_000_000, gt=0)
+    openai_enqueued_token_budget: int | None = Field(default=None, gt=0)
 
     # Celery
     broker_url: str | None = Field(
@@ -110,7 +133,7 @@ class Settings(BaseSettings):
     # Logs
     log_json: bool = False
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "openai_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -143,16 +166,38 @@ class Settings(BaseSettings):
             raise ValueError("poll_initial_seconds must not exceed poll_max_seconds")
         return self
 
-    def key_pool(self) -> list[SecretStr]:
-        """Every configured key, primary first, without repeats."""
+    def key_pool(self, provider: ProviderName = "gemini") -> list[SecretStr]:
+        """Every configured key of ``provider``, primary first, without repeats."""
+        if provider == "openai":
+            primary, pool = self.openai_api_key, self.openai_api_keys
+        else:
+            primary, pool = self.api_key, self.api_keys
         keys: list[SecretStr] = []
         seen: set[str] = set()
-        for key in ([self.api_key] if self.api_key else []) + list(self.api_keys):
+        for key in ([primary] if primary else []) + list(pool):
             raw = key.get_secret_value()
             if raw and raw not in seen:
                 seen.add(raw)
                 keys.append(key)
         return keys
+
+    def default_model(self, provider: ProviderName, kind: str) -> str:
+        """The model of a run that names none."""
+        if provider == "openai":
+            return self.openai_embed_model if kind == "embed" else self.openai_generate_model
+        return self.embed_model if kind == "embed" else self.generate_model
+
+    def for_provider(self, provider: ProviderName) -> Settings:
+        """These settings with ``provider``'s own admission budgets in the shared fields
+        (what :class:`~shared.admission.Admission` reads)."""
+        if provider == "openai":
+            return self.model_copy(
+                update={
+                    "file_storage_budget_bytes": self.openai_file_storage_budget_bytes,
+                    "enqueued_token_budget": self.openai_enqueued_token_budget,
+                }
+            )
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import orjson
 from kombu.exceptions import OperationalError
@@ -25,7 +26,7 @@ from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
 from shared.run.spec import RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
-from shared.settings import Settings, load_settings
+from shared.settings import ProviderName, Settings, load_settings
 from shared.storage import open_storage
 from workers.app import configure
 from workers.demo import DEMO_KEY, emulator_process, write_sample
@@ -72,6 +73,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         output_uri=_uri(args.out),
         model=args.model,
         kind=args.kind,
+        provider=args.provider,
         idempotency_key=args.idempotency_key,
         options=RunOptions(
             shard_max_bytes=args.shard_max_bytes,
@@ -278,6 +280,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output prefix the run owns")
     parser.add_argument("--model", help="model name (default: the settings' for the kind)")
     parser.add_argument("--kind", choices=["generate", "embed"], default="generate")
+    parser.add_argument(
+        "--provider", choices=list(get_args(ProviderName)),
+        help="whose batch API runs it (default: SHARDLINE_PROVIDER, else gemini)",
+    )
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)
     parser.add_argument("--idempotency-key", help="the same key twice starts one run")

@@ -106,7 +106,7 @@ class OutcomeStats(BaseModel):
     strays: int = 0
     duplicates: int = 0
     output_lines: int = 0
-    #: Sums of ``usageMetadata`` over kept responses (embeddings usually report none).
+    #: Sums of ``usageMetadata`` (or an OpenAI-style ``usage``) over kept responses.
     tokens: TokenTotals = Field(default_factory=TokenTotals)
 
 
@@ -200,6 +200,8 @@ def classify_output(
                         value = metadata.get(field)
                         if type(value) is int:
                             usage[index] += value
+                elif "usage" in response:
+                    _add_openai_usage(usage, response["usage"], 1)
             else:
                 error = normalize_error(line)
                 add(number * 2 + 1, error_record(number, error, retryable(error)))
@@ -280,9 +282,37 @@ def _drop(usage: list[int], outcome: tuple[int, bytes]) -> None:
     """Take a dropped response (duplicate, stray) back out of the token sums."""
     order, record = outcome
     if order % 2 == 0:
-        metadata = orjson.loads(response_json(record)).get("usageMetadata")
+        response = orjson.loads(response_json(record))
+        metadata = response.get("usageMetadata")
         if type(metadata) is dict:
             for index, field in _USAGE_FIELDS:
                 value = metadata.get(field)
                 if type(value) is int:
                     usage[index] -= value
+        elif "usage" in response:
+            _add_openai_usage(usage, response["usage"], -1)
+
+
+def _add_openai_usage(usage: list[int], reported: Any, sign: int) -> None:
+    """An OpenAI-style ``usage`` into the same sums: ``completion_tokens`` counts reasoning
+    tokens too, so its ``reasoning_tokens`` go to ``thoughts`` and the rest to
+    ``candidates`` (Gemini's split); cached prompt tokens are a part of ``prompt``."""
+    if type(reported) is not dict:
+        return
+    prompt, completion, total = (
+        reported.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    )
+    details = reported.get("completion_tokens_details")
+    thoughts = details.get("reasoning_tokens") if type(details) is dict else None
+    prompt_details = reported.get("prompt_tokens_details")
+    cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else None
+    thoughts = thoughts if type(thoughts) is int else 0
+    if type(prompt) is int:
+        usage[0] += sign * prompt
+    if type(completion) is int:
+        usage[1] += sign * (completion - thoughts)
+    usage[2] += sign * thoughts
+    if type(cached) is int:
+        usage[3] += sign * cached
+    if type(total) is int:
+        usage[4] += sign * total

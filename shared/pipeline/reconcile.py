@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import get_args
 
 from pydantic import BaseModel, Field
 
@@ -25,7 +26,7 @@ from shared.run.records import utcnow
 from shared.run.registry import RunEntry, RunRegistry
 from shared.run.states import BatchState
 from shared.run.store import RunStore, parts_of
-from shared.settings import Settings
+from shared.settings import ProviderName, Settings
 from shared.storage import open_storage
 
 log = logging.getLogger("shardline.reconcile")
@@ -154,7 +155,8 @@ def reconcile(
             report.unreadable.append(entry.run_id)
     if admission is not None and not report.unreadable:
         # Holdings of workers that died between acquiring and recording are freed here.
-        for fingerprint in ApiKeyPool(settings.key_pool()).fingerprints:
+        pools = (ApiKeyPool(settings.key_pool(name)) for name in get_args(ProviderName))
+        for fingerprint in (fp for pool in pools for fp in pool.fingerprints):
             dropped = admission.reconcile(
                 fingerprint,
                 jobs=report.live_jobs.get(fingerprint, set()),

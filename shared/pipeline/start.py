@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from shared.errors import InputFileError, SpecError
+from shared.provider.limits import shard_limits
 from shared.run.records import RunManifest
 from shared.run.registry import RunEntry, RunRegistry
 from shared.run.spec import RunSpec
@@ -23,16 +24,23 @@ class RegisteredRun(BaseModel):
 
 def effective_manifest(settings: Settings, spec: RunSpec, run_id: str) -> RunManifest:
     options = spec.options
-    model = spec.model or (
-        settings.embed_model if spec.kind == "embed" else settings.generate_model
+    provider = spec.provider or settings.provider
+    model = spec.model or settings.default_model(provider, spec.kind)
+    max_bytes, max_requests = shard_limits(
+        provider,
+        model=model,
+        kind=spec.kind,
+        max_bytes=options.shard_max_bytes or settings.shard_max_bytes,
+        max_requests=options.shard_max_requests or settings.shard_max_requests,
     )
     return RunManifest(
         run_id=run_id,
         spec=spec,
         model=model,
         kind=spec.kind,
-        shard_max_bytes=options.shard_max_bytes or settings.shard_max_bytes,
-        shard_max_requests=options.shard_max_requests or settings.shard_max_requests,
+        provider=provider,
+        shard_max_bytes=max_bytes,
+        shard_max_requests=max_requests,
         max_request_attempts=options.max_request_attempts or settings.max_request_attempts,
         max_job_attempts=options.max_job_attempts or settings.max_job_attempts,
     )

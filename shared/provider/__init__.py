@@ -1,6 +1,7 @@
 """Providers' batch APIs behind one interface (:class:`BatchProvider`), and the factory.
 
-``shared.provider.gemini`` is the first (and so far only) implementation.
+Implementations: ``shared.provider.gemini`` (the Gemini Developer API) and
+``shared.provider.openai`` (OpenAI-style Batch APIs).
 """
 
 from pydantic import SecretStr
@@ -14,11 +15,28 @@ from shared.provider.base import (
     UploadSession,
 )
 from shared.provider.gemini import GeminiProvider, build_client
-from shared.settings import Settings
+from shared.provider.openai import OpenAIProvider, build_openai_client
+from shared.run.spec import Kind
+from shared.settings import ProviderName, Settings
 
 
-def build_provider(settings: Settings, api_key: SecretStr) -> BatchProvider:
-    """The provider the settings name, talking with ``api_key``."""
+def build_provider(
+    settings: Settings,
+    api_key: SecretStr,
+    *,
+    provider: ProviderName | None = None,
+    model: str | None = None,
+    kind: Kind | None = None,
+) -> BatchProvider:
+    """``provider`` (default: the settings' one) talking with ``api_key``; ``model`` and
+    ``kind`` are the run's, for providers that write them into uploaded lines."""
+    if (provider or settings.provider) == "openai":
+        return OpenAIProvider(
+            build_openai_client(settings, api_key),
+            completion_window=settings.openai_completion_window,
+            model=model,
+            kind=kind,
+        )
     return GeminiProvider(build_client(settings, api_key))
 
 

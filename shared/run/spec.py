@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.settings import ProviderName
+
 Kind = Literal["generate", "embed"]
 
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
@@ -55,6 +57,10 @@ class RunSpec(BaseModel):
         default=None, description="Model name; the worker's default for the kind if unset."
     )
     kind: Kind = Field(default="generate", description="generate (text) or embed.")
+    provider: ProviderName | None = Field(
+        default=None,
+        description="Whose batch API runs it (gemini, openai); the worker's default if unset.",
+    )
     idempotency_key: str | None = Field(
         default=None,
         description="The same key twice starts one run; the second call returns the first id.",
