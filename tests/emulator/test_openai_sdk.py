@@ -33,6 +33,11 @@ def _write(path: Path, lines: list[dict[str, Any]]) -> Path:
     return path
 
 
+def _upload(client: Any, path: Path) -> Any:
+    with path.open("rb") as handle:
+        return client.files.create(file=handle, purpose="batch")
+
+
 def _wait(client: Any, batch_id: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -48,7 +53,7 @@ def test_guide_example(emulator: EmulatorHandle, tmp_path: Path) -> None:
     source = _write(tmp_path / "batchinput.jsonl", BATCH_INPUT)
 
     # The guide, step by step (base_url is the only change).
-    batch_input_file = client.files.create(file=open(source, "rb"), purpose="batch")
+    batch_input_file = client.files.create(file=open(source, "rb"), purpose="batch")  # noqa: SIM115
     batch_input_file_id = batch_input_file.id
     created = client.batches.create(
         input_file_id=batch_input_file_id,
@@ -63,13 +68,15 @@ def test_guide_example(emulator: EmulatorHandle, tmp_path: Path) -> None:
     assert batch.request_counts.total == 2 and batch.request_counts.completed == 2
     assert batch.error_file_id is None
     file_response = client.files.content(batch.output_file_id)
-    answers = {json.loads(line)["custom_id"]: json.loads(line) for line in file_response.text.splitlines()}
+    lines = [json.loads(line) for line in file_response.text.splitlines()]
+    answers = {line["custom_id"]: line for line in lines}
     assert set(answers) == {"request-1", "request-2"}
     body = answers["request-1"]["response"]["body"]
     assert answers["request-1"]["response"]["status_code"] == 200
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"]
-    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     listed = client.batches.list(limit=10)
     assert [b.id for b in listed.data] == [created.id]
     assert client.files.retrieve(batch_input_file_id).purpose == "batch"
@@ -80,7 +87,7 @@ def test_cancel_and_errors(emulator_factory: Any, tmp_path: Path) -> None:
     emulator = emulator_factory(time_scale=1.0)  # jobs stay live long enough to cancel
     client = emulator.openai()
     source = _write(tmp_path / "batchinput.jsonl", BATCH_INPUT)
-    uploaded = client.files.create(file=open(source, "rb"), purpose="batch")
+    uploaded = _upload(client, source)
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
@@ -93,11 +100,13 @@ def test_cancel_and_errors(emulator_factory: Any, tmp_path: Path) -> None:
         emulator.openai(api_key="wrong").batches.list()
 
 
-def test_per_request_errors_go_to_the_error_file(emulator: EmulatorHandle, tmp_path: Path) -> None:
+def test_per_request_errors_go_to_the_error_file(
+    emulator: EmulatorHandle, tmp_path: Path
+) -> None:
     emulator.set_faults({"seed": 3, "jobs": [{"request_errors": {"rate": 0.5, "code": 429}}]})
     lines = [dict(BATCH_INPUT[0], custom_id=f"r-{n}") for n in range(40)]
     client = emulator.openai()
-    uploaded = client.files.create(file=open(_write(tmp_path / "in.jsonl", lines), "rb"), purpose="batch")
+    uploaded = _upload(client, _write(tmp_path / "in.jsonl", lines))
     batch = _wait(client, client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h").id)
     assert batch.status == "completed"
@@ -112,7 +121,7 @@ def test_embeddings_batch(emulator: EmulatorHandle, tmp_path: Path) -> None:
     lines = [{"custom_id": f"e-{n}", "method": "POST", "url": "/v1/embeddings",
               "body": {"model": "text-embedding-3-small", "input": f"text {n}"}} for n in range(3)]
     client = emulator.openai()
-    uploaded = client.files.create(file=open(_write(tmp_path / "in.jsonl", lines), "rb"), purpose="batch")
+    uploaded = _upload(client, _write(tmp_path / "in.jsonl", lines))
     batch = _wait(client, client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h").id)
     answers = [json.loads(x) for x in client.files.content(batch.output_file_id).text.splitlines()]
@@ -124,14 +133,14 @@ def test_limits(emulator_factory: Any, tmp_path: Path) -> None:
     emulator = emulator_factory(openai_max_requests_per_batch=3, openai_max_file_bytes=4000)
     client = emulator.openai()
     lines = [dict(BATCH_INPUT[0], custom_id=f"r-{n}") for n in range(4)]
-    uploaded = client.files.create(file=open(_write(tmp_path / "in.jsonl", lines), "rb"), purpose="batch")
+    uploaded = _upload(client, _write(tmp_path / "in.jsonl", lines))
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
     assert batch.status == "failed"
     assert batch.errors.data[0].code == "too_many_requests"
     big = [dict(BATCH_INPUT[0], custom_id=f"r-{n}") for n in range(40)]
     with pytest.raises(openai.BadRequestError, match="too large"):
-        client.files.create(file=open(_write(tmp_path / "big.jsonl", big), "rb"), purpose="batch")
+        _upload(client, _write(tmp_path / "big.jsonl", big))
 
 
 def test_429_with_retry_after(emulator: EmulatorHandle) -> None:
