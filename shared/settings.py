@@ -62,12 +62,11 @@ class Settings(BaseSettings):
     http_max_retries: int = Field(default=5, ge=0)
 
     # OpenAI-style Batch API (OpenAI, Azure OpenAI, any service with the same endpoints).
-    # Its own keys: a Gemini key is never sent to another service.
+    # Its own keys: a Gemini key is never sent to another service. No ``OPENAI_API_KEY``
+    # alias: a key other tools on the machine use is not picked up without being named.
     openai_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices(
-            "SHARDLINE_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"
-        ),
+        validation_alias=AliasChoices("SHARDLINE_OPENAI_API_KEY", "openai_api_key"),
     )
     openai_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     openai_base_url: str = OPENAI_API_BASE_URL

@@ -5,7 +5,8 @@ How the provider's shape meets the pipeline's:
 - **Upload.** There is no resumable upload: a file is one multipart ``POST /files`` (purpose
   ``batch``). :meth:`start_upload` makes no call and its session records only the file name
   to look for; :meth:`send_upload` streams the staged part, translated line by line
-  (:func:`~shared.provider.openai.lines.upload_line`), in flat memory. The exact request
+  (:func:`~shared.provider.openai.lines.upload_line`), read ``chunk_size`` bytes at a time,
+  in flat memory. The exact request
   size is needed first, so the part is read twice (once to count, once to send). A task
   resuming a recorded session (``start_offset=None``) first looks for a file of that name and
   size (an upload whose answer was lost) and adopts it; otherwise it sends from byte 0.
@@ -46,7 +47,6 @@ from shared.run.states import BatchState
 DISPLAY_NAME_FIELD = "shardline_display_name"
 SESSION_PREFIX = "multipart:"
 FILE_SUFFIX = ".jsonl"
-_READ_BYTES = 1024 * 1024
 _STATES: dict[str, BatchState] = {
     "validating": BatchState.PENDING,
     "in_progress": BatchState.RUNNING,
@@ -149,15 +149,15 @@ class OpenAIProvider(BatchProvider):
     def start_upload(self, size: int, *, display_name: str) -> UploadSession:
         return UploadSession(url=SESSION_PREFIX + display_name)
 
-    def _lines(self, source: ReaderFactory) -> Iterator[bytes]:
-        """The translated part, in batches of whole lines (about 1 MiB each)."""
+    def _lines(self, source: ReaderFactory, read_bytes: int) -> Iterator[bytes]:
+        """The translated part, in batches of the whole lines of each ``read_bytes`` read."""
         if self.kind is None:
             raise ValueError("this OpenAIProvider was built without a run: it cannot upload")
         url = ENDPOINTS[self.kind]
         with source(0) as reader:
             rest = b""
             while True:
-                chunk = reader.read(_READ_BYTES)
+                chunk = reader.read(read_bytes)
                 if not chunk:
                     break
                 data = rest + chunk
@@ -181,12 +181,14 @@ class OpenAIProvider(BatchProvider):
         start_offset: int | None,
     ) -> str:
         filename = session.url.removeprefix(SESSION_PREFIX) + FILE_SUFFIX
-        wire_size = sum(len(batch) for batch in self._lines(source))
+        wire_size = sum(len(batch) for batch in self._lines(source, chunk_size))
         if start_offset is None:
             for file in self.client.list_files(purpose="batch"):
                 if file.get("filename") == filename and file.get("bytes") == wire_size:
                     return str(file["id"])
-        uploaded = self.client.upload_file(filename, lambda: self._lines(source), wire_size)
+        uploaded = self.client.upload_file(
+            filename, lambda: self._lines(source, chunk_size), wire_size
+        )
         if uploaded.get("bytes") not in (None, wire_size):
             raise ProviderServerError(
                 f"upload of {filename}: the provider holds {uploaded.get('bytes')} bytes, "
