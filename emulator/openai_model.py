@@ -17,7 +17,7 @@ _DEFAULT_DIMENSIONS = 1536
 _SYSTEM_ROLES = ("system", "developer")
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
     """A message's text: a string, or the ``text`` of its parts."""
     if isinstance(content, str):
         return content
@@ -38,11 +38,11 @@ def chat_completion(body: dict[str, Any], response_id_seed: str) -> dict[str, An
     system = [m for m in messages if isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES]
     others = [m for m in messages if isinstance(m, dict) and m.get("role") not in _SYSTEM_ROLES]
     request: dict[str, Any] = {
-        "contents": [{"parts": [{"text": _text(m.get("content"))}]} for m in others],
+        "contents": [{"parts": [{"text": text_of(m.get("content"))}]} for m in others],
     }
     if system:
         request["systemInstruction"] = {
-            "parts": [{"text": _text(m.get("content"))} for m in system]
+            "parts": [{"text": text_of(m.get("content"))} for m in system]
         }
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):

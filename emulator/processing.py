@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from emulator import model, openai_model
+from emulator import anthropic_model, model, openai_model
 from emulator.errors import default_message
 from emulator.faults import RequestErrors, seeded_fraction
 from emulator.records import FileRecord, JobRecord
@@ -298,6 +298,61 @@ class JobWork:
             else:
                 self.job.error_file = file_id
 
+    # ---- Anthropic message batches -------------------------------------------------------
+    def _anthropic_answer(self, raw: bytes, index: int) -> tuple[bool, bytes]:
+        """``(failed, line)``: the results line for one request of the batch."""
+        item = orjson.loads(raw)
+        custom_id = item.get("custom_id")
+        params = item.get("params")
+        faults: RequestErrors | None = self.job.effects.request_errors
+        error: dict[str, Any] | None = None
+        if faults is not None and faults.rate > 0:
+            who = self.job.display_name or self.job.id
+            if seeded_fraction(self.seed, who, custom_id) < faults.rate:
+                error = {
+                    "type": anthropic_error_type(faults.code),
+                    "message": faults.message or default_message(faults.resolved_status()),
+                }
+        if error is None:
+            try:
+                if not isinstance(params, dict):
+                    raise ValueError("params: an object is required")
+                answer = anthropic_model.message(params, f"{self.job.id}:{index}")
+                result: dict[str, Any] = {"type": "succeeded", "message": answer}
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                error = {"type": "invalid_request_error", "message": str(exc)}
+        if error is not None:
+            result = {"type": "errored", "error": {"type": "error", "error": error}}
+        return error is not None, orjson.dumps({"custom_id": custom_id, "result": result})
+
+    def _run_anthropic(self) -> None:
+        assert self.job.input_file is not None
+        output_id = f"anthropic-results-{self.job.id}"
+        target = self.store.blob(output_id)
+        writer = OutputWriter(
+            target,
+            self.store.work_dir(self.job.id) / "buckets",
+            keep_order=self.keep_order,
+            buckets=self.buckets,
+            seed=self.seed,
+        )
+        try:
+            with self.store.blob(self.job.input_file).open("rb") as lines:
+                for index, raw in enumerate(lines):
+                    if self.cancel.is_set():
+                        raise JobCancelledError
+                    failed, line = self._anthropic_answer(raw, index)
+                    self._count("error" if failed else "response")
+                    writer.write(index, line)
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        if self.cancel.is_set() or self.store.jobs.get(self.job.id) is not self.job:
+            target.unlink(missing_ok=True)
+            raise JobCancelledError
+        self.job.output_file = output_id
+
     # ---- inline jobs -----------------------------------------------------------------
     def _run_inline(self) -> None:
         work = self.store.work_dir(self.job.id)
@@ -326,6 +381,8 @@ class JobWork:
         try:
             if self.job.api == "openai":
                 self._run_openai_file()
+            elif self.job.api == "anthropic":
+                self._run_anthropic()
             elif self.job.inline:
                 self._run_inline()
             else:
@@ -337,6 +394,13 @@ class JobWork:
         self.job.work_done_at = self.now()
         self.job.work_done = True
         self.store.save_job(self.job)
+
+
+def anthropic_error_type(code: int) -> str:
+    """The Messages API error type an HTTP status stands for."""
+    return {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+            404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+            529: "overloaded_error", 503: "overloaded_error"}.get(code, "api_error")
 
 
 def _invalid(message: str) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class JobRecord(BaseModel):
     work_done_at: float | None = None
     output_file: str | None = None
     # OpenAI-style batches (``api == "openai"``): their own fields.
-    api: Literal["gemini", "openai"] = "gemini"
+    api: Literal["gemini", "openai", "anthropic"] = "gemini"
     endpoint: str | None = None
     completion_window: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -83,7 +83,11 @@ class JobRecord(BaseModel):
 
     @property
     def name(self) -> str:
-        return f"batch_{self.id}" if self.api == "openai" else f"batches/{self.id}"
+        if self.api == "openai":
+            return f"batch_{self.id}"
+        if self.api == "anthropic":
+            return f"msgbatch_{self.id}"
+        return f"batches/{self.id}"
 
     @property
     def inline(self) -> bool:

@@ -1,8 +1,8 @@
 """Cost estimate at the batch price (50 % of the interactive price).
 
 Interactive list prices in USD per million tokens, text, standard context, as published by
-each provider in 2026 (Gemini's and OpenAI's models share the table: their names do not
-collide; both providers bill a batch at half the interactive price). They change: override
+each provider in 2026 (Gemini's, OpenAI's and Anthropic's models share the table: their
+names do not collide; each bills a batch at half the interactive price). They change: override
 or extend them with ``SHARDLINE_PRICES_FILE``
 (JSON ``{"model": {"input": x, "output": y}}``, interactive prices). An unknown model gets
 no cost estimate rather than a wrong one. Thinking tokens bill as output.
@@ -44,6 +44,11 @@ INTERACTIVE_PRICES: dict[str, Price] = {
     "o4-mini": Price(input=1.10, output=4.40),
     "text-embedding-3-small": Price(input=0.02),
     "text-embedding-3-large": Price(input=0.13),
+    # Anthropic (Message Batches: 50 % of these).
+    "claude-opus-4-1": Price(input=15.00, output=75.00),
+    "claude-sonnet-4-5": Price(input=3.00, output=15.00),
+    "claude-haiku-4-5": Price(input=1.00, output=5.00),
+    "claude-3-5-haiku-latest": Price(input=0.80, output=4.00),
 }
 
 

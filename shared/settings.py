@@ -27,7 +27,8 @@ DEFAULT_SHARD_MAX_BYTES = 2_000_000_000
 GOOGLE_API_BASE_URL = "https://generativelanguage.googleapis.com"
 OPENAI_API_BASE_URL = "https://api.openai.com/v1"
 #: The providers a run can use (RunSpec ``provider``, ``SHARDLINE_PROVIDER``).
-ProviderName = Literal["gemini", "openai"]
+ProviderName = Literal["gemini", "openai", "anthropic"]
+ANTHROPIC_API_BASE_URL = "https://api.anthropic.com"
 
 
 def _default_state_uri() -> str:
@@ -76,6 +77,17 @@ class Settings(BaseSettings):
     #: 5 GB under the 100 GB an organization may hold in files.
     openai_file_storage_budget_bytes: int = Field(default=95 * 1_000_000_000, gt=0)
     openai_enqueued_token_budget: int | None = Field(default=None, gt=0)
+
+    # Anthropic Message Batches (requests inline in the create call; its own keys too).
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SHARDLINE_ANTHROPIC_API_KEY", "anthropic_api_key"),
+    )
+    anthropic_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    anthropic_base_url: str = ANTHROPIC_API_BASE_URL
+    anthropic_version: str = "2023-06-01"
+    anthropic_generate_model: str = "claude-haiku-4-5"
+    anthropic_enqueued_token_budget: int | None = Field(default=None, gt=0)
 
     # Celery
     broker_url: str | None = Field(
@@ -132,7 +144,7 @@ class Settings(BaseSettings):
     # Logs
     log_json: bool = False
 
-    @field_validator("api_keys", "openai_api_keys", mode="before")
+    @field_validator("api_keys", "openai_api_keys", "anthropic_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -169,6 +181,8 @@ class Settings(BaseSettings):
         """Every configured key of ``provider``, primary first, without repeats."""
         if provider == "openai":
             primary, pool = self.openai_api_key, self.openai_api_keys
+        elif provider == "anthropic":
+            primary, pool = self.anthropic_api_key, self.anthropic_api_keys
         else:
             primary, pool = self.api_key, self.api_keys
         keys: list[SecretStr] = []
@@ -184,6 +198,8 @@ class Settings(BaseSettings):
         """The model of a run that names none."""
         if provider == "openai":
             return self.openai_embed_model if kind == "embed" else self.openai_generate_model
+        if provider == "anthropic":
+            return self.anthropic_generate_model  # no embeddings: refused at start
         return self.embed_model if kind == "embed" else self.generate_model
 
     def for_provider(self, provider: ProviderName) -> Settings:
@@ -194,6 +210,14 @@ class Settings(BaseSettings):
                 update={
                     "file_storage_budget_bytes": self.openai_file_storage_budget_bytes,
                     "enqueued_token_budget": self.openai_enqueued_token_budget,
+                }
+            )
+        if provider == "anthropic":
+            # No files are held at the provider: the requests travel in the create call.
+            return self.model_copy(
+                update={
+                    "file_storage_budget_bytes": 10**15,
+                    "enqueued_token_budget": self.anthropic_enqueued_token_budget,
                 }
             )
         return self

@@ -45,7 +45,8 @@ MISSING_ERROR: dict[str, Any] = {
     "message": "the provider returned no output line for this request",
     "status": "MISSING",
 }
-RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504})
+#: 529: Anthropic's "overloaded".
+RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504, 529})
 #: gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE.
 RETRYABLE_GRPC_CODES = frozenset({4, 8, 13, 14})
 RETRYABLE_STATUSES = frozenset(
@@ -296,8 +297,13 @@ def _drop(usage: list[int], outcome: tuple[int, bytes]) -> None:
 def _add_openai_usage(usage: list[int], reported: Any, sign: int) -> None:
     """An OpenAI-style ``usage`` into the same sums: ``completion_tokens`` counts reasoning
     tokens too, so its ``reasoning_tokens`` go to ``thoughts`` and the rest to
-    ``candidates`` (Gemini's split); cached prompt tokens are a part of ``prompt``."""
+    ``candidates`` (Gemini's split); cached prompt tokens are a part of ``prompt``.
+    Anthropic's ``usage`` (``input_tokens`` without the cache reads and writes, which are
+    added to ``prompt``; ``output_tokens``) is read here too."""
     if type(reported) is not dict:
+        return
+    if "input_tokens" in reported:
+        _add_anthropic_usage(usage, reported, sign)
         return
     prompt, completion, total = (
         reported.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -316,3 +322,14 @@ def _add_openai_usage(usage: list[int], reported: Any, sign: int) -> None:
         usage[3] += sign * cached
     if type(total) is int:
         usage[4] += sign * total
+
+
+def _add_anthropic_usage(usage: list[int], reported: dict[str, Any], sign: int) -> None:
+    parts = [reported.get(name) for name in (
+        "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens"
+    )]
+    fresh, read, written, output = (value if type(value) is int else 0 for value in parts)
+    usage[0] += sign * (fresh + read + written)
+    usage[1] += sign * output
+    usage[3] += sign * read
+    usage[4] += sign * (fresh + read + written + output)

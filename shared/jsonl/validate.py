@@ -13,7 +13,8 @@ list of objects; an embed request needs ``content``, one object (``EmbedContentR
 ``contents`` is the generate form and is refused with a hint rather than passed on to fail
 at the provider). In the ``openai`` dialect (an OpenAI-style run) a generate request is a
 chat body with a non-empty ``messages`` list, an embed request has ``input``; a bare request
-is recognised by those fields. Everything else is left to the provider.
+is recognised by those fields. An ``anthropic`` Messages body needs ``messages`` and an
+integer ``max_tokens``. Everything else is left to the provider.
 
 A bare request is staged with its own bytes (trimmed), a keyed one re-serialised by orjson
 (values unchanged, except that orjson reads an integer beyond 64 bits as a float).
@@ -124,7 +125,7 @@ def _bare(
 ) -> Fields | str:
     if "key" in obj:
         return "has `key` but no `request` object"
-    if dialect == "openai":
+    if dialect in ("openai", "anthropic"):
         marker = "messages" if kind == "generate" else "input"
     else:
         marker = "contents" if kind == "generate" else "content"
@@ -146,6 +147,12 @@ def request_problem(
     """What makes ``request`` unusable for ``kind``, or None (minimal, cheap checks)."""
     if dialect == "openai":
         return _openai_problem(request, kind)
+    if dialect == "anthropic":
+        problem = _openai_problem(request, kind)
+        if problem is None and type(request.get("max_tokens")) is not int:
+            got = _got(request, "max_tokens")
+            problem = f"message request needs `max_tokens`, an integer ({got})"
+        return problem
     if kind == "generate":
         contents = request.get("contents")
         if type(contents) is not list or not contents:

@@ -25,6 +25,8 @@ class RegisteredRun(BaseModel):
 def effective_manifest(settings: Settings, spec: RunSpec, run_id: str) -> RunManifest:
     options = spec.options
     provider = spec.provider or settings.provider
+    if provider == "anthropic" and spec.kind == "embed":
+        raise SpecError("provider anthropic has no embeddings: use --kind generate")
     model = spec.model or settings.default_model(provider, spec.kind)
     max_bytes, max_requests = shard_limits(
         provider,

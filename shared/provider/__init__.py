@@ -1,11 +1,13 @@
 """Providers' batch APIs behind one interface (:class:`BatchProvider`), and the factory.
 
-Implementations: ``shared.provider.gemini`` (the Gemini Developer API) and
-``shared.provider.openai`` (OpenAI-style Batch APIs).
+Implementations: ``shared.provider.gemini`` (the Gemini Developer API),
+``shared.provider.openai`` (OpenAI-style Batch APIs) and ``shared.provider.anthropic``
+(Anthropic Message Batches).
 """
 
 from pydantic import SecretStr
 
+from shared.provider.anthropic import AnthropicProvider, build_anthropic_client
 from shared.provider.base import (
     BatchProvider,
     JobCounts,
@@ -30,7 +32,10 @@ def build_provider(
 ) -> BatchProvider:
     """``provider`` (default: the settings' one) talking with ``api_key``; ``model`` and
     ``kind`` are the run's, for providers that write them into uploaded lines."""
-    if (provider or settings.provider) == "openai":
+    chosen = provider or settings.provider
+    if chosen == "anthropic":
+        return AnthropicProvider(build_anthropic_client(settings, api_key), model=model)
+    if chosen == "openai":
         return OpenAIProvider(
             build_openai_client(settings, api_key),
             completion_window=settings.openai_completion_window,

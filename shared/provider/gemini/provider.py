@@ -93,7 +93,13 @@ class GeminiProvider(BatchProvider):
         return (file_of(file) for file in self.client.list_files())
 
     def create_job(
-        self, *, model: str, kind: Kind, display_name: str, file_name: str
+        self,
+        *,
+        model: str,
+        kind: Kind,
+        display_name: str,
+        file_name: str,
+        source: ReaderFactory | None = None,
     ) -> ProviderJob:
         batch = self.client.create_batch(
             model, display_name=display_name, file_name=file_name, kind=kind

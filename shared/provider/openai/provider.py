@@ -213,7 +213,13 @@ class OpenAIProvider(BatchProvider):
     # ---- jobs --------------------------------------------------------------------------
 
     def create_job(
-        self, *, model: str, kind: Kind, display_name: str, file_name: str
+        self,
+        *,
+        model: str,
+        kind: Kind,
+        display_name: str,
+        file_name: str,
+        source: ReaderFactory | None = None,
     ) -> ProviderJob:
         batch = self.client.create_batch(
             input_file_id=file_name,
