@@ -37,7 +37,12 @@ from tests.chaos.conftest import (
     wait_redelivery,
 )
 from tests.fixtures.emulator import FAST_TIME_SCALE, OTHER_KEY, TEST_KEY, running_emulator
-from tests.fixtures.openai_input import normalized, openai_env, write_chat_input
+from tests.fixtures.openai_input import (
+    first_difference,
+    normalized,
+    openai_env,
+    write_chat_input,
+)
 from tests.fixtures.services import start_worker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(240)]
@@ -137,7 +142,8 @@ def test_openai_crash_and_restart_matches_a_clean_run(
         summary = run.wait_summary(workers=workers.started, reconcile_via=broker)
 
         for name in OUTPUTS:
-            assert normalized(run.output / name) == normalized(reference.output / name), name
+            ours, theirs = normalized(run.output / name), normalized(reference.output / name)
+            assert ours == theirs, f"{name}: {first_difference(ours, theirs)}"
         expected = Summary.model_validate_json((reference.output / "summary.json").read_bytes())
         assert summary.accounted and summary.counts == expected.counts
         assert len(summary.jobs) == len(expected.jobs)
