@@ -17,12 +17,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # --root DIR reads another checkout
+ROOT = Path(__file__).resolve().parents[1]
 TOP = ("shared", "workers", "emulator")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -60,17 +60,18 @@ def imports_of(path: Path, module: str, modules: dict[str, Path]) -> set[str]:
     return {name for name in found if name.split(".")[0] in TOP}
 
 
-def graph(by_module: bool) -> dict[str, set[str]]:
+def graph(by_module: bool, root: Path = ROOT) -> dict[str, set[str]]:
     modules = {
-        module_name(path): path
+        module_name(path, root): path
         for top in TOP
-        for path in sorted((ROOT / top).rglob("*.py"))
+        for path in sorted((root / top).rglob("*.py"))
     }
     edges: dict[str, set[str]] = defaultdict(set)
     for module, path in modules.items():
         source = module if by_module else package_of(module)
         edges.setdefault(source, set())
-        for name in imports_of(path, module, modules):
+        for imported in imports_of(path, module, modules):
+            name = imported
             while name and name not in modules:
                 name = name.rpartition(".")[0]
             if not name:
@@ -123,12 +124,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", action="store_true", help="modules instead of packages")
     parser.add_argument("--check", action="store_true", help="exit 1 on an import cycle")
-    parser.add_argument("--root", type=Path, help="another checkout to read (default: this)")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="another checkout to read (default: this one)")
     args = parser.parse_args()
-    if args.root is not None:
-        global ROOT
-        ROOT = args.root.resolve()
-    edges = graph(args.modules)
+    edges = graph(args.modules, args.root.resolve())
     for source in sorted(edges):
         targets = ", ".join(sorted(edges[source])) or "-"
         print(f"{source:28} -> {targets}")

@@ -41,10 +41,9 @@ from celery import Celery
 
 from shared import names
 from shared.run import layout
-from shared.run.store import Summary
 from shared.run.registry import run_id_for_key
 from shared.run.spec import RunOptions, RunSpec
-from shared.run.store import RunStore
+from shared.run.store import RunStore, Summary
 from shared.storage import open_storage
 from tests.fixtures.emulator import EmulatorHandle, free_port
 from tests.fixtures.services import WorkerProcess, pipeline_environment, start_worker

@@ -21,8 +21,8 @@ from shared.pipeline.plan import plan_run
 from shared.pipeline.start import register_run
 from shared.pipeline.upload import upload_attempt
 from shared.run import layout
-from shared.run.store import JobRecord, PartPlan, utcnow
 from shared.run.spec import RunSpec
+from shared.run.store import JobRecord, PartPlan, utcnow
 from shared.settings import Settings
 from tests.chaos.conftest import write_input
 from tests.fixtures.emulator import EmulatorHandle
@@ -38,7 +38,8 @@ def _uploaded(emulator: EmulatorHandle, tmp_path: Path, **fields: object) -> tup
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 20)
-    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    spec = RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out"))
+    started = register_run(settings, spec)
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)

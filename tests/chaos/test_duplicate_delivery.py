@@ -63,7 +63,8 @@ def test_a_part_uploaded_twice_at_once_leaves_one_provider_file(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 50)
-    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    spec = RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out"))
+    started = register_run(settings, spec)
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     part = ctx.store.attempt(0, 1).parts[0]  # type: ignore[union-attr]
@@ -100,7 +101,8 @@ def test_a_part_collected_twice_at_once_is_not_given_up(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 50)
-    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    spec = RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out"))
+    started = register_run(settings, spec)
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     upload_attempt(ctx, 0, 1)

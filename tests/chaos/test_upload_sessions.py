@@ -31,7 +31,8 @@ def test_a_session_ended_by_the_server_is_retried_not_given_up(
     coordination_redis(settings).flushall()
     source = tmp_path / "requests.jsonl"
     write_input(source, 40)
-    started = register_run(settings, RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out")))
+    spec = RunSpec(input_uri=str(source), output_uri=str(tmp_path / "out"))
+    started = register_run(settings, spec)
     ctx = RunContext(settings, started.run_id, started.output_uri)
     plan_run(ctx)
     part = ctx.store.attempt(0, 1).parts[0]  # type: ignore[union-attr]
