@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     )
     api_base_url: str = GOOGLE_API_BASE_URL
     api_version: str = "v1beta"
+    gemini_inline_max_bytes: int = Field(
+        default=10_000_000, ge=0, le=19_000_000,
+        description="Gemini parts up to this many staged bytes go inline (0: never).",
+    )
     provider: ProviderName = Field(
         default="gemini", description="The provider of runs that do not name one."
     )

@@ -78,6 +78,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         options=RunOptions(
             shard_max_bytes=args.shard_max_bytes,
             shard_max_requests=args.shard_max_requests,
+            inline=args.inline,
         ),
         labels=dict(args.label or []),
     )
@@ -283,6 +284,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider", choices=list(get_args(ProviderName)),
         help="whose batch API runs it (default: SHARDLINE_PROVIDER, else gemini)",
+    )
+    parser.add_argument(
+        "--inline", action=argparse.BooleanOptionalAction, default=None,
+        help="Gemini: parts inline in the create call (--inline), always files (--no-inline); "
+        "default: by size",
     )
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)

@@ -62,6 +62,7 @@ class RunContext:
                 provider=self.manifest.provider,
                 model=self.manifest.model,
                 kind=self.manifest.kind,
+                inline=self.manifest.spec.options.inline,
             )
         return self._providers[key_fingerprint]
 

@@ -29,9 +29,11 @@ def build_provider(
     provider: ProviderName | None = None,
     model: str | None = None,
     kind: Kind | None = None,
+    inline: bool | None = None,
 ) -> BatchProvider:
     """``provider`` (default: the settings' one) talking with ``api_key``; ``model`` and
-    ``kind`` are the run's, for providers that write them into uploaded lines."""
+    ``kind`` are the run's, for providers that write them into uploaded lines; ``inline`` the
+    run's choice of Gemini's inline mode (None: by size)."""
     chosen = provider or settings.provider
     if chosen == "anthropic":
         return AnthropicProvider(build_anthropic_client(settings, api_key), model=model)
@@ -42,7 +44,11 @@ def build_provider(
             model=model,
             kind=kind,
         )
-    return GeminiProvider(build_client(settings, api_key))
+    return GeminiProvider(
+        build_client(settings, api_key),
+        inline_max_bytes=settings.gemini_inline_max_bytes,
+        inline=inline,
+    )
 
 
 __all__ = [

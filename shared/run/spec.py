@@ -27,6 +27,11 @@ class RunOptions(BaseModel):
     shard_max_requests: int | None = Field(default=None, gt=0)
     max_request_attempts: int | None = Field(default=None, ge=1, le=20)
     max_job_attempts: int | None = Field(default=None, ge=1, le=20)
+    inline: bool | None = Field(
+        default=None,
+        description="Gemini: send parts inline in the create call (true), always as files "
+        "(false), or by size (unset: parts under SHARDLINE_GEMINI_INLINE_MAX_BYTES).",
+    )
 
 
 class RunSpec(BaseModel):
