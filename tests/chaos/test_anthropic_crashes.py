@@ -115,6 +115,6 @@ def test_anthropic_crash_and_restart_matches_a_clean_run(
         made = emulator.stats()["requests"]["anthropic.batches.create"]
         # A kill after a create loses its record, and those of the creates other threads of
         # the dead worker had just made: each such part is created once more.
-        extra = WORKER_THREADS if failpoints.startswith("create.after_call") else 0
+        extra = WORKER_THREADS if failpoints.startswith("create.") else 0
         assert part_count(run) <= made <= part_count(run) + extra
         assert clean.alive()
