@@ -2,11 +2,11 @@
 same bytes as a clean run.
 
 A batch carries no name, so the emulator's job faults cannot be aimed at an attempt and stay
-off here (a clean run and a crashed one meet the same answers). A kill between a create and
-its record (``create.after_call``) leaves a batch nobody can find again (one per thread of the
-dead worker that had just created one): the part is created once more after the create lease,
-the documented cost of this provider; the outputs still
-match and every other case makes exactly one batch per part.
+off here (a clean run and a crashed one meet the same answers). A kill while parts are being
+created loses the record of each create the dead worker's threads had just sent (at most one
+per thread): nobody can find those batches again, so their parts are created once more after
+the create lease, the documented cost of this provider. The outputs still match, and a kill
+anywhere else makes exactly one batch per part.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ How the provider's shape meets the pipeline's:
 - **Upload.** There is no resumable upload: a file is one multipart ``POST /files`` (purpose
   ``batch``). :meth:`start_upload` makes no call and its session records only the file name
   to look for; :meth:`send_upload` streams the staged part, translated line by line
-  (:func:`~shared.provider.openai.lines.upload_line`), read ``chunk_size`` bytes at a time,
-  in flat memory. The exact request
+  (:func:`~shared.provider.openai.lines.upload_line`), read ``chunk_size`` bytes (at most
+  1 MiB) at a time, in flat memory. The exact request
   size is needed first, so the part is read twice (once to count, once to send). A task
   resuming a recorded session (``start_offset=None``) first looks for a file of that name and
   size (an upload whose answer was lost) and adopts it; otherwise it sends from byte 0.
@@ -46,6 +46,8 @@ from shared.run.states import BatchState
 
 DISPLAY_NAME_FIELD = "shardline_display_name"
 SESSION_PREFIX = "multipart:"
+#: The most read at once: a read is held about four times over while it is translated.
+_READ_CAP = 1024 * 1024
 FILE_SUFFIX = ".jsonl"
 _STATES: dict[str, BatchState] = {
     "validating": BatchState.PENDING,
@@ -181,13 +183,14 @@ class OpenAIProvider(BatchProvider):
         start_offset: int | None,
     ) -> str:
         filename = session.url.removeprefix(SESSION_PREFIX) + FILE_SUFFIX
-        wire_size = sum(len(batch) for batch in self._lines(source, chunk_size))
+        read_bytes = min(chunk_size, _READ_CAP)
+        wire_size = sum(len(batch) for batch in self._lines(source, read_bytes))
         if start_offset is None:
             for file in self.client.list_files(purpose="batch"):
                 if file.get("filename") == filename and file.get("bytes") == wire_size:
                     return str(file["id"])
         uploaded = self.client.upload_file(
-            filename, lambda: self._lines(source, chunk_size), wire_size
+            filename, lambda: self._lines(source, read_bytes), wire_size
         )
         if uploaded.get("bytes") not in (None, wire_size):
             raise ProviderServerError(
