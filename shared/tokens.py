@@ -11,9 +11,10 @@ loop. The estimate:
   ``toolConfig``: their JSON length, at 4 characters per token;
 - at least 1 per request.
 
-An OpenAI-style body is read the same way: the text of ``messages[].content`` (a string,
-or ``text`` parts; an image part counts as one media part) and an embedding's ``input``
-(a string or a list of strings; token arrays count one each).
+An OpenAI-style or Anthropic body is read the same way: the text of ``messages[].content``
+(a string, or ``text`` parts; an image part counts as one media part), Anthropic's
+``system`` and an embedding's ``input`` (a string or a list of strings; token ids count one
+each).
 
 It tends to over-count code and under-count scripts with dense tokenization (CJK); the
 counts the provider reports (``usageMetadata``) are what the summary and cost use.
@@ -79,9 +80,10 @@ def _openai_estimate(request: Mapping[str, Any]) -> int:
     messages = request.get("messages")
     if type(messages) is list:
         values = [m.get("content") for m in messages if type(m) is dict]
-    embedded = request.get("input")
-    if embedded is not None:
-        values.append(embedded)
+    for name in ("input", "system"):  # an embedding's input; Anthropic's system prompt
+        value = request.get(name)
+        if value is not None:
+            values.append(value)
     for value in values:
         items = value if type(value) is list else [value]
         for item in items:

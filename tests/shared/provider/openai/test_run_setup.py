@@ -70,3 +70,6 @@ def test_token_estimate_reads_openai_bodies() -> None:
                          {"role": "user", "content": [{"type": "text", "text": "abcd"}]}]}
     assert estimate_tokens(chat) == 3
     assert estimate_tokens({"input": ["abcd", "abcdefgh"]}) == 3
+    anthropic = {"system": "abcdefgh", "max_tokens": 9,
+                 "messages": [{"role": "user", "content": "abcd"}]}
+    assert estimate_tokens(anthropic) == 3
