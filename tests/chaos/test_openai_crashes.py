@@ -61,8 +61,11 @@ FAULTS = FaultConfig.model_validate({
 
 
 def emulator_config() -> EmulatorConfig:
+    # The expiry is what ends the job meant to expire (4 s real), and it also ends any job
+    # not finished by then: at 600 s emulated (0.5 s real) a loaded machine made ordinary
+    # jobs expire now and then, and a clean run differ from a crashed one.
     return EmulatorConfig(
-        api_keys=[TEST_KEY, OTHER_KEY], time_scale=FAST_TIME_SCALE, job_expiry_seconds=600,
+        api_keys=[TEST_KEY, OTHER_KEY], time_scale=FAST_TIME_SCALE, job_expiry_seconds=4800,
         faults=FAULTS,
     )
 
