@@ -6,7 +6,9 @@ peak RSS (``ru_maxrss`` of the child) is its own. Per-stage times come from the 
 ``summary.json``. A GNU ``split -C`` of the same file in the same run is the reference for
 the plan stage.
 
-    .venv/bin/python benchmarks/run_end_to_end.py --size-mb 1000 --shard-mb 200
+    .venv/bin/python benchmarks/run_end_to_end.py --size-mb 1000 --shard-mb 200 [--keep-order]
+
+``SHARDLINE_EMBEDDED_CONCURRENCY=1`` in the environment runs one worker thread.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--shard-mb", type=int, default=200)
     parser.add_argument("--time-scale", type=float, default=1000.0)
+    parser.add_argument("--keep-order", action="store_true",
+                        help="the emulator writes outputs in input order, as the live API does")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shardline-bench-"))
     try:
@@ -69,7 +73,8 @@ def main() -> int:
         port = free_port()
         emulator = subprocess.Popen(
             [sys.executable, "-m", "emulator", "--port", str(port), "--api-key", "bench",
-             "--time-scale", str(args.time_scale)],
+             "--time-scale", str(args.time_scale),
+             *(["--keep-order"] if args.keep_order else [])],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:

@@ -22,7 +22,7 @@ Points, in pipeline order (where each sits, and what is durable when it fires):
 ``plan.after_shards``
     Every shard staged; no attempt records and no ``plan.json`` yet.
 ``plan.after_record``
-    ``plan.json`` written; the chord of shard chains not yet launched.
+    ``plan.json`` written; no shard chain sent yet.
 ``upload.after_session``
     Upload session URL recorded; no byte sent.
 ``upload.after_chunk``

@@ -17,8 +17,8 @@ A changed object (new etag) is a new object: a new claim, a new run, a new outpu
 ``<output_prefix>/<name without suffix>-<12 hex digits>``. S3 and GCS etags follow the
 content, so the same bytes dropped again are not run again; a local file's etag follows its
 modification time. An object that vanishes before its run starts gives its claim back. A run
-that cannot start (its output holds another run) leaves a ``failed`` claim with the reason;
-delete that claim to try again.
+that cannot start (not JSONL, outside the allowed prefixes, its output taken) leaves a
+``failed`` claim with the reason; delete that claim to try again.
 
 Cost: one small read per object under the prefix per sweep (the claim), so move or expire
 processed objects from a busy inbox.
@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.errors import InputFileError, ObjectNotFoundError, SpecError
+from shared.errors import InputError, InputFileError, ObjectNotFoundError
 from shared.pipeline.start import RegisteredRun, register_run
 from shared.run import layout
 from shared.run.registry import run_id_for_key
@@ -42,7 +42,7 @@ from shared.run.spec import RunSpec
 from shared.run.store import dump
 from shared.schedule import Inbox
 from shared.settings import Settings
-from shared.storage import ObjectInfo, Storage, join_uri, open_storage
+from shared.storage import ObjectInfo, Storage, join_uri, open_storage, split_uri
 
 log = logging.getLogger("shardline.inbox")
 
@@ -191,12 +191,15 @@ def _start(
     """Start the claimed run and launch it, then mark the claim ``started``."""
     try:
         started = register_run(settings, claim.spec)
-    except InputFileError:
-        log.info("inbox %s: %s vanished before its run started", claim.inbox, claim.object_uri)
-        state.delete(key)
-        report.vanished += 1
-        return
-    except SpecError as exc:
+    except InputError as exc:
+        if isinstance(exc, InputFileError) and not _still_there(claim.object_uri):
+            log.info("inbox %s: %s vanished before its run started", claim.inbox,
+                     claim.object_uri)
+            state.delete(key)
+            report.vanished += 1
+            return
+        # Refused for good (not JSONL, outside the allowed prefixes, output taken): a
+        # failed claim, so the next sweeps do not try again.
         log.error("inbox %s: cannot start a run for %s (delete %s/%s to retry): %s",
                   claim.inbox, claim.object_uri, state.uri, key, exc)
         failed = claim.model_copy(update={"state": "failed", "error": str(exc)})
@@ -207,6 +210,11 @@ def _start(
     state.write_bytes(key, dump(claim.model_copy(update={"state": "started", "started_at": now})))
     (report.recovered if recovering else report.started).append(started.run_id)
     log.info("inbox %s: run %s for %s", claim.inbox, started.run_id, claim.object_uri)
+
+
+def _still_there(object_uri: str) -> bool:
+    store, key = split_uri(object_uri)
+    return store.exists(key)
 
 
 def _abandoned(claim: InboxClaim, now: datetime) -> bool:

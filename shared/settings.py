@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigError
+from shared.limits import check_model
+from shared.validation import problems
 
 #: The provider's hard limit on one uploaded file (discovery doc ``mediaUpload.maxSize``).
 PROVIDER_MAX_FILE_BYTES = 2_147_483_648
@@ -29,6 +40,10 @@ OPENAI_API_BASE_URL = "https://api.openai.com/v1"
 #: The providers a run can use (RunSpec ``provider``, ``SHARDLINE_PROVIDER``).
 ProviderName = Literal["gemini", "openai", "anthropic"]
 ANTHROPIC_API_BASE_URL = "https://api.anthropic.com"
+#: Default cap on one input line: far above any real request (the provider's inline limit
+#: is 20 MB), far below a shard, so one line can never take a worker's memory with it.
+DEFAULT_LINE_MAX_BYTES = 32 * 1024 * 1024
+ENV_PREFIX = "SHARDLINE_"
 
 
 def _default_state_uri() -> str:
@@ -36,11 +51,20 @@ def _default_state_uri() -> str:
     return str(Path(base) / "shardline")
 
 
+def secrets_dir() -> str | None:
+    """The directory of secret files, by :func:`load_settings`' rule: ``SHARDLINE_SECRETS_DIR``,
+    else ``/run/secrets`` if it exists; None when neither (an empty value turns files off)."""
+    directory = os.environ.get("SHARDLINE_SECRETS_DIR")
+    if directory is None and Path("/run/secrets").is_dir():
+        directory = "/run/secrets"
+    return directory or None
+
+
 class Settings(BaseSettings):
     """Everything a worker, the CLI or a client service needs to know."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SHARDLINE_",
+        env_prefix=ENV_PREFIX,
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
@@ -114,12 +138,35 @@ class Settings(BaseSettings):
     # Where run records and idempotency keys live (a path, file://, s3:// or gs:// URI).
     state_uri: str = Field(default_factory=_default_state_uri)
 
+    # What callers may read and write (comma separated paths or URIs; see shared.access).
+    # Empty: everything but the deny list in the embedded mode, nothing with a broker.
+    input_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    output_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Beat: periodic runs and inbox sweeps (TOML, see README "Cron and beat"); None: none.
     schedule_file: Path | None = None
 
     # Sharding
     shard_max_bytes: int = Field(default=DEFAULT_SHARD_MAX_BYTES, gt=0, le=PROVIDER_MAX_FILE_BYTES)
     shard_max_requests: int = Field(default=50_000, gt=0)
+    line_max_bytes: int = Field(
+        default=DEFAULT_LINE_MAX_BYTES,
+        gt=0,
+        le=PROVIDER_MAX_FILE_BYTES,
+        description="A longer input line is rejected (spooled to disk, never held in memory).",
+    )
+    max_shards: int = Field(
+        default=10_000,
+        gt=0,
+        description="A run may not cut more shards (batch jobs) than this: shard limits "
+        "that would are raised to fit (see shared.jsonl.split).",
+    )
+    poison_max_deliveries: int = Field(
+        default=3,
+        ge=1,
+        description="A task message whose worker died this many times in a row is parked "
+        "and its run failed (see shared.poison).",
+    )
     upload_chunk_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
     # Models
@@ -154,6 +201,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("generate_model", "embed_model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        return check_model(value)
 
     @property
     def countdown_cap_seconds(self) -> float:
@@ -226,17 +278,68 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("input_prefixes", "output_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        from shared.access import parse_prefixes  # shared.access never imports settings
+
+        if isinstance(value, str | list | tuple):
+            return parse_prefixes(value)
+        return value
+
+    @property
+    def secrets_directory(self) -> str | None:
+        """The directory secret files are read from (:func:`secrets_dir`)."""
+        return secrets_dir()
+
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: in-memory transport, in-process worker."""
         return not self.broker_url or self.broker_url.startswith("memory://")
 
 
+def _variable(field: str) -> str:
+    """The environment variable behind a field (``poll_max_seconds`` → its ``SHARDLINE_``
+    name); a location that is not a field (an alias) is shown as it is."""
+    head, _, rest = field.partition(".")
+    if head in Settings.model_fields:
+        head = ENV_PREFIX + head.upper()
+    return f"{head}.{rest}" if rest else head
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment, the secrets directory and explicit overrides."""
+    """Build settings from the environment, the secrets directory and explicit overrides.
+
+    Raises ``ConfigError``, one line naming the variables and what is wrong with them, never
+    their values (pydantic's own message quotes the input, which may be a key).
+    """
     secrets_dir = os.environ.get("SHARDLINE_SECRETS_DIR")
     if secrets_dir is None and Path("/run/secrets").is_dir():
         secrets_dir = "/run/secrets"
-    if secrets_dir:
-        return Settings(_secrets_dir=secrets_dir, **overrides)
-    return Settings(**overrides)
+    try:
+        if secrets_dir:
+            return Settings(_secrets_dir=secrets_dir, **overrides)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {problems(exc, name=_variable)}") from None
+
+
+def require_api_key(settings: Settings, provider: ProviderName | None = None) -> None:
+    """Raise ``ConfigError`` unless a key of ``provider`` is configured (None: of any
+    provider; a worker may serve runs of several). Work without one can only end with every
+    request abandoned."""
+    providers = [provider] if provider is not None else list(get_args(ProviderName))
+    if any(settings.key_pool(name) for name in providers):
+        return
+    if provider == "openai":
+        raise ConfigError(
+            "no API key: set SHARDLINE_OPENAI_API_KEY (or SHARDLINE_OPENAI_API_KEYS)"
+        )
+    if provider == "anthropic":
+        raise ConfigError(
+            "no API key: set SHARDLINE_ANTHROPIC_API_KEY (or SHARDLINE_ANTHROPIC_API_KEYS)"
+        )
+    raise ConfigError(
+        "no API key: set SHARDLINE_API_KEY (or GEMINI_API_KEY, SHARDLINE_API_KEYS), or "
+        "put a file SHARDLINE_API_KEY in SHARDLINE_SECRETS_DIR"
+    )

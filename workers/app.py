@@ -8,15 +8,17 @@ Shardline settings. An entry point that already built settings (the CLI, tests) 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 
 from shared import names
 from shared.coordination import coordination_redis
-from shared.settings import Settings, load_settings
+from shared.errors import ConfigError
+from shared.settings import Settings, load_settings, require_api_key
 from workers import logs
 
 EMBEDDED_BROKER = "memory://"
@@ -31,8 +33,14 @@ class ShardlineCelery(Celery):  # type: ignore[misc]
 
     @property
     def settings(self) -> Settings:
+        """Loaded on first use. Only the ``celery -A workers ...`` commands get here
+        unconfigured (the CLI and tests call :func:`configure`), so a bad setting ends the
+        process with one line naming the variables instead of a traceback."""
         if self._settings is None:
-            self._settings = load_settings()
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                refuse(exc)
         return self._settings
 
     @property
@@ -66,7 +74,8 @@ class _LazyConfig(Mapping[str, Any]):
 
 
 def result_backend_for(settings: Settings) -> str:
-    """Chords need a result backend that counts; Redis is the one Shardline uses."""
+    """``start_run`` answers its callers through the result backend; Redis is the one
+    Shardline uses (with RabbitMQ as broker it must be named)."""
     if settings.result_backend:
         return settings.result_backend
     if settings.embedded:
@@ -76,8 +85,8 @@ def result_backend_for(settings: Settings) -> str:
         return broker
     raise ValueError(
         "SHARDLINE_RESULT_BACKEND is required with a non-Redis broker "
-        f"({broker.split('://')[0]}://): chords need a counting result backend such as "
-        "redis://127.0.0.1:6379/1"
+        f"({broker.split('://')[0]}://): start_run answers its callers through a result "
+        "backend such as redis://127.0.0.1:6379/1"
     )
 
 
@@ -124,9 +133,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def refuse(exc: ConfigError) -> NoReturn:
+    """End a ``celery`` command that cannot work with these settings: one line, exit 2."""
+    print(f"shardline: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _check_worker(**_: Any) -> None:
+    """A worker without a key would take messages and turn every request into an error:
+    refuse to start. ``celeryd_init`` is sent by ``celery worker`` only, before it connects
+    (not by the embedded worker, whose command checks first, nor by beat or Flower)."""
+    try:
+        require_api_key(app.settings)
+    except ConfigError as exc:
+        refuse(exc)
+
+
 app = ShardlineCelery("shardline", include=["workers.tasks"])
 app.config_from_object(_LazyConfig(app))
 logs.connect(lambda: app.settings)
+signals.celeryd_init.connect(_check_worker, weak=False, dispatch_uid="shardline.check_worker")
 
 
 def configure(settings: Settings) -> ShardlineCelery:

@@ -122,7 +122,13 @@ class ScheduleFileScheduler(PersistentScheduler):  # type: ignore[misc]
         return plan
 
     def setup_schedule(self) -> None:
-        plan = self._load()
+        try:
+            plan = self._load()
+        except InputFileError as exc:
+            # Raised on, Celery logs it with a traceback and re-raises it into a stderr
+            # its logging proxy writes one character a line: log it once and stop.
+            log.critical("cannot start: %s", exc)
+            raise SystemExit(2) from None
         if self._path is not None:
             log.info("schedule file %s: %d run(s), %d inbox(es)",
                      self._path, len(plan.run), len(plan.inbox))

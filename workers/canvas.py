@@ -1,4 +1,12 @@
-"""The shape of a run in Celery: a chord of one chain per shard, the merge as callback.
+"""The shape of a run in Celery: one chain per shard, sent in batches, then the merge.
+
+The plan sends ``shardline.send_shards`` for the first :data:`SHARD_BATCH` shards; each
+batch sends its shards' chains one by one and then the next batch, and the last one sends
+the merge, which waits (countdown) until storage says every shard is final. No task ever
+holds more than one chain's signature, so sending 50,000 shards takes the memory of
+sending one (a chord of every chain built them all at once: ~8 kB a shard). No chord: the
+merge never trusted the chord's count anyway (storage decides when a run is complete), and
+a redelivered batch only sends its own chains again, which the stages absorb.
 
 Signatures are built by task name, so this module needs no task module (and the tasks can
 import it): the canvas is data, the app resolves the names when it sends.
@@ -6,7 +14,9 @@ import it): the canvas is data, the app resolves the names when it sends.
 
 from __future__ import annotations
 
-from celery import chain, chord
+from collections.abc import Sequence
+
+from celery import chain
 from celery.canvas import Signature
 
 from shared import names
@@ -41,8 +51,27 @@ def plan_step(run_id: str, output_uri: str) -> Signature:
     return _step(names.TASK_PLAN, run_id, output_uri)
 
 
-def run_canvas(run_id: str, output_uri: str, shards: list[int]) -> Signature:
-    merge = merge_step(run_id, output_uri)
-    if not shards:
-        return merge
-    return chord([shard_chain(run_id, output_uri, s, 1) for s in shards], merge)
+#: Shard chains one ``send_shards`` task sends (what a redelivered batch sends again).
+SHARD_BATCH = 1000
+#: The merge's first look comes this long after the last batch (then every 15 s).
+MERGE_FIRST_LOOK_SECONDS = 15.0
+
+
+def send_shards_step(run_id: str, output_uri: str, first: int) -> Signature:
+    return app.signature(names.TASK_SEND_SHARDS, args=(run_id, output_uri),
+                         kwargs={"first": first}, immutable=True)
+
+
+def send_shards(run_id: str, output_uri: str, shards: Sequence[int], *, first: int) -> int:
+    """Send attempt 1 of ``shards[first:first + SHARD_BATCH]``, then the next batch or, after
+    the last, the merge. Returns how many chains were sent."""
+    batch = shards[first:first + SHARD_BATCH]
+    for shard in batch:
+        shard_chain(run_id, output_uri, shard, 1).apply_async()
+    following = first + len(batch)
+    if following < len(shards):
+        send_shards_step(run_id, output_uri, following).apply_async()
+    else:
+        merge_step(run_id, output_uri).apply_async(countdown=MERGE_FIRST_LOOK_SECONDS
+                                                   if shards else 0)
+    return len(batch)

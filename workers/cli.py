@@ -1,13 +1,15 @@
 """The ``shardline`` command: run, submit, status, watch, cancel, resume, list, demo, ...
 
-Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended without
-accounting for every line; 2 bad usage, input or configuration (message on stderr);
-3 interrupted (the run can be resumed); 4 provider or storage failure.
+Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended ``failed``
+(nothing succeeded: no usable line, every request an error, a poison message; the reason on
+stderr) or without accounting for every line; 2 bad usage, input or configuration (message
+on stderr); 3 interrupted (the run can be resumed); 4 provider or storage failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -17,17 +19,27 @@ from typing import get_args
 
 import orjson
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from rich.console import Console
 
-from shared.errors import InputError, ProviderError, RunError, ShardlineError, StorageError
+from shared.errors import (
+    ConfigError,
+    InputError,
+    ProviderError,
+    RunError,
+    ShardlineError,
+    SpecError,
+    StorageError,
+)
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
-from shared.run.spec import RunOptions, RunSpec, run_spec_schema
+from shared.run.spec import DEFAULT_CLIENT, RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
-from shared.settings import ProviderName, Settings, load_settings
+from shared.settings import ProviderName, Settings, load_settings, require_api_key
 from shared.storage import open_storage
+from shared.validation import problems
 from workers.app import configure
 from workers.demo import DEMO_KEY, emulator_process, write_sample
 from workers.display import follow, progress_line, summary_table
@@ -67,21 +79,35 @@ def _label(text: str) -> tuple[str, str]:
 # ---- building a run -------------------------------------------------------------------
 
 
-def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    return RunSpec(
-        input_uri=_uri(args.input),
-        output_uri=_uri(args.out),
-        model=args.model,
-        kind=args.kind,
-        provider=args.provider,
-        idempotency_key=args.idempotency_key,
-        options=RunOptions(
-            shard_max_bytes=args.shard_max_bytes,
-            shard_max_requests=args.shard_max_requests,
-            inline=args.inline,
-        ),
-        labels=dict(args.label or []),
+def _switch(field: str) -> str:
+    """The command-line switch behind a RunSpec field, for messages."""
+    head, _, rest = field.removeprefix("options.").partition(".")
+    switch = {"input_uri": "INPUT", "output_uri": "--out", "labels": "--label"}.get(
+        head, "--" + head.replace("_", "-")
     )
+    return f"{switch} {rest}" if rest else switch
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec of ``run``/``submit``; a bad option is one line naming the switch."""
+    try:
+        return RunSpec(
+            input_uri=_uri(args.input),
+            output_uri=_uri(args.out),
+            model=args.model,
+            kind=args.kind,
+            provider=args.provider,
+            client=args.client,
+            idempotency_key=args.idempotency_key,
+            options=RunOptions(
+                shard_max_bytes=args.shard_max_bytes,
+                shard_max_requests=args.shard_max_requests,
+                inline=args.inline,
+            ),
+            labels=dict(args.label or []),
+        )
+    except ValidationError as exc:
+        raise SpecError(f"invalid options: {problems(exc, name=_switch)}") from None
 
 
 def _console() -> Console:
@@ -101,6 +127,10 @@ def _finish(progress: RunProgress, output_uri: str, *, as_json: bool) -> int:
         print(summary.model_dump_json(indent=2))
     else:
         Console().print(summary_table(summary, output_uri))
+    if summary.state == "failed":
+        print(f"shardline: run {summary.run_id} failed"
+              + (f": {summary.error}" if summary.error else ""), file=sys.stderr)
+        return EXIT_UNACCOUNTED
     return EXIT_OK if summary.accounted else EXIT_UNACCOUNTED
 
 
@@ -148,7 +178,10 @@ def drive(settings: Settings, started: RegisteredRun, *, resume: bool, as_json: 
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    started = register_run(settings, spec_from_args(args))
+    spec = spec_from_args(args)
+    if settings.embedded:  # this process is the worker; with a broker, the workers' keys
+        require_api_key(settings, spec.provider or settings.provider)
+    started = register_run(settings, spec)
     _console().print(f"run {started.run_id} → {started.output_uri}")
     return drive(settings, started, resume=False, as_json=args.json)
 
@@ -164,7 +197,18 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     configure(settings)
     started = register_run(settings, spec_from_args(args))
-    launch_run(started)
+    try:
+        launch_run(started)
+    except OperationalError as exc:
+        # The run is claimed (its output holds it) but its plan was not sent: say how to send
+        # it, rather than leave an output that a plain retry would be refused.
+        print(
+            f"shardline: cannot reach the broker: {exc}; run {started.run_id} is registered, "
+            f"send it with: shardline resume {started.run_id} --detach",
+            file=sys.stderr,
+        )
+        print(started.model_dump_json() if args.json else started.run_id)
+        return EXIT_FAILURE
     if args.json:
         print(started.model_dump_json())
     else:
@@ -194,6 +238,7 @@ def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
     with run_context(settings, entry.run_id, entry.output_uri) as ctx:
+        ctx.verify()
         result = cancel_run(ctx)
     print(f"run {entry.run_id}: cancel requested, {result['cancelled_jobs']} live job(s) "
           "cancelled; what finished is still merged")
@@ -203,7 +248,9 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     entry = lookup_run(settings, args.run)
     started = RegisteredRun(run_id=entry.run_id, output_uri=entry.output_uri, created=False)
-    if not settings.embedded and args.detach:
+    if settings.embedded:
+        require_api_key(settings)
+    elif args.detach:
         configure(settings)
         send_plan(started.run_id, started.output_uri)
         print(started.run_id)
@@ -212,13 +259,18 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    entries = sorted(registry(settings).entries(), key=lambda e: e.created_at, reverse=True)
+    skipped: list[str] = []
+    found = registry(settings).entries(unreadable=lambda key, _: skipped.append(key))
+    entries = sorted(found, key=lambda e: e.created_at, reverse=True)
     for entry in entries[: args.limit]:
         try:
             state = read_progress(_store(entry.output_uri)).state
         except ShardlineError:
             state = "unknown"
         print(f"{entry.run_id}\t{state}\t{entry.created_at:%Y-%m-%d %H:%M}\t{entry.output_uri}")
+    if skipped:
+        print(f"shardline: skipped {len(skipped)} registry object(s) that are not run entries: "
+              f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -293,6 +345,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)
     parser.add_argument("--idempotency-key", help="the same key twice starts one run")
+    parser.add_argument("--client", default=DEFAULT_CLIENT,
+                        help="namespace of the idempotency key (default: %(default)s)")
     parser.add_argument("--label", action="append", type=_label, metavar="NAME=VALUE")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -343,8 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         code: int = args.handler(args, settings)
+        sys.stdout.flush()
         return code
-    except (InputError, RunError, ValueError) as exc:
+    except BrokenPipeError:
+        # The reader went away (``shardline list | head -1``): what it wanted, it has.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (ConfigError, InputError, RunError, ValueError) as exc:
         print(f"shardline: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (ProviderError, StorageError) as exc:

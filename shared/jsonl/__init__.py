@@ -15,6 +15,7 @@ from shared.jsonl.lines import Line, LineReader
 from shared.jsonl.outcomes import (
     MISSING_ERROR,
     OutcomeStats,
+    OutOfOrder,
     classify_output,
     fail_all,
     is_retryable,
@@ -36,6 +37,7 @@ __all__ = [
     "Line",
     "LineReader",
     "LineSorter",
+    "OutOfOrder",
     "OutcomeStats",
     "Rejected",
     "ShardTotals",

@@ -13,7 +13,10 @@ synthetic ``UNKNOWN`` error). Several lines for one key: a response beats an err
 first response beats later ones, so no request counts as succeeding twice; the losers are
 counted as duplicates. An input line the output does not mention becomes a retryable
 ``MISSING`` error. The provider's order is not trusted: outcomes are sorted by line with
-the external sort, then merge-joined with the (line-ordered) part input.
+the external sort, then merge-joined with the (line-ordered) part input; or, with
+``in_order=True``, joined as they are read as long as lines never go back (the provider
+documents that its output follows its input), which needs no sort, no temporary files and
+no sort buffer (benchmarks/RESULTS.md, "Collect against the naive script").
 
 Also here: :func:`fail_all` (a whole part failed). The inputs of a next attempt are staged by
 :mod:`shared.jsonl.restage`.
@@ -22,7 +25,8 @@ Also here: :func:`fail_all` (a whole part failed). The inputs of a next attempt 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 import orjson
@@ -92,6 +96,7 @@ _USAGE = (
     ("totalTokenCount", "total"),
 )
 _USAGE_FIELDS = tuple(enumerate(field for field, _ in _USAGE))
+_ORDER = itemgetter(0)
 
 
 class OutcomeStats(BaseModel):
@@ -152,6 +157,20 @@ def normalize_error(line: Mapping[str, Any]) -> dict[str, Any]:
     return {"code": code, "message": message, "status": status}
 
 
+class OutOfOrder(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """The output was read with ``in_order=True`` and a line came after a later one.
+
+    Raised as soon as that is seen; what was written to ``results``/``errors`` is incomplete
+    and must be discarded (a storage writer left by an exception leaves nothing behind), and
+    the output collected again with ``in_order=False``.
+    """
+
+    def __init__(self, line: int, after: int) -> None:
+        super().__init__(f"output line for input line {line} came after line {after}")
+        self.line = line
+        self.after = after
+
+
 def classify_output(
     output: BinaryIO,
     part_input: BinaryIO,
@@ -161,18 +180,42 @@ def classify_output(
     retryable: Callable[[Mapping[str, Any]], bool] = is_retryable,
     tmp_dir: str | None = None,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    in_order: bool = False,
 ) -> OutcomeStats:
     """Split ``output`` into ``results`` and ``errors``, one outcome per part-input line,
     both sorted by line. ``memory_bytes`` bounds the sort's buffer.
 
-    Outcomes are sorted by :func:`outcome_order` (line, then results before errors, each in
+    Outcomes are taken in :func:`outcome_order` (line, then results before errors, each in
     arrival order), so the first record of a line is the one kept: its first response, or
     its first error when it has no response.
+
+    ``in_order=True`` bets that the output follows the input's order (the provider documents
+    that it does): outcomes are then joined with the part input as they are read, with no
+    sort, no temporary files and no sort buffer. The first line that comes after a later one
+    raises :class:`OutOfOrder` (see there). Both ways give the same bytes and counts.
     """
     usage = [0] * len(_USAGE)
-    output_lines = strays = duplicates = lines = responses = failures = retryables = missing = 0
+    counts = [0, 0]  # output lines, strays while reading
+    arrivals = _outcomes(output, retryable, usage, counts)
+    if in_order:
+        return _join(_in_line_order(arrivals), part_input, results, errors, usage, counts)
     with LineSorter(outcome_order, memory_bytes=memory_bytes, tmp_dir=tmp_dir) as sorter:
         add = sorter.add_keyed
+        for order, record in arrivals:
+            add(order, record)
+        return _join(sorter.sorted_keyed(), part_input, results, errors, usage, counts)
+
+
+def _outcomes(
+    output: BinaryIO,
+    retryable: Callable[[Mapping[str, Any]], bool],
+    usage: list[int],
+    counts: list[int],
+) -> Iterator[tuple[int, bytes]]:
+    """``(outcome order, record)`` of every usable output line, in arrival order; counts
+    output lines and strays into ``counts``, adds kept responses' usage into ``usage``."""
+    output_lines = strays = 0
+    try:
         for raw in output:
             if raw.isspace():
                 continue
@@ -194,7 +237,7 @@ def classify_output(
             number = int(key)
             response = line.get("response")
             if type(response) is dict:
-                add(number * 2, result_record(number, orjson.dumps(response)))
+                yield number * 2, result_record(number, orjson.dumps(response))
                 metadata = response.get("usageMetadata")
                 if type(metadata) is dict:
                     for index, field in _USAGE_FIELDS:
@@ -205,53 +248,90 @@ def classify_output(
                     _add_openai_usage(usage, response["usage"], 1)
             else:
                 error = normalize_error(line)
-                add(number * 2 + 1, error_record(number, error, retryable(error)))
-        outcomes = sorter.sorted_keyed()
-        pending = next(outcomes, None)
-        previous = 0
-        for staged in part_input:
-            number = staged_line_number(staged)
-            if number <= previous:
-                raise RunError(f"part input is not in line order at line {number}")
-            previous = number
-            lines += 1
-            first = number * 2  # this line's result; ``first + 1``: its error
-            while pending is not None and pending[0] < first:
-                strays += 1
-                _drop(usage, pending)
-                pending = next(outcomes, None)
-            if pending is None or pending[0] > first + 1:
-                errors.write(error_record(number, MISSING_ERROR, True))
-                failures += 1
-                missing += 1
-                retryables += 1
-                continue
-            order, kept = pending
-            pending = next(outcomes, None)
-            while pending is not None and pending[0] <= first + 1:
-                duplicates += 1
-                _drop(usage, pending)
-                pending = next(outcomes, None)
-            if order == first:
-                results.write(kept)
-                responses += 1
-            else:
-                errors.write(kept)
-                failures += 1
-                retryables += is_retryable_record(kept)
-        while pending is not None:
+                yield number * 2 + 1, error_record(number, error, retryable(error))
+    finally:
+        counts[0] += output_lines
+        counts[1] += strays
+
+
+def _in_line_order(arrivals: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """``arrivals`` as :func:`outcome_order` sorts them, given that lines never go back: one
+    line's records are gathered and sorted (a response first), then passed on. Raises
+    :class:`OutOfOrder` at the first line lower than one already seen."""
+    group: list[tuple[int, bytes]] = []
+    current = 0
+    for outcome in arrivals:
+        line = outcome[0] >> 1
+        if line != current:
+            if line < current:
+                raise OutOfOrder(line, current)
+            if len(group) > 1:
+                group.sort(key=_ORDER)  # stable: arrival order within results, errors
+            yield from group
+            group = []
+            current = line
+        group.append(outcome)
+    if len(group) > 1:
+        group.sort(key=_ORDER)
+    yield from group
+
+
+def _join(
+    outcomes: Iterator[tuple[int, bytes]],
+    part_input: BinaryIO,
+    results: BinaryIO,
+    errors: BinaryIO,
+    usage: list[int],
+    counts: list[int],
+) -> OutcomeStats:
+    """Merge-join ``outcomes`` (in outcome order) with the line-ordered part input: one
+    outcome per input line, ``MISSING`` where there is none."""
+    strays = duplicates = lines = responses = failures = retryables = missing = 0
+    pending = next(outcomes, None)
+    previous = 0
+    for staged in part_input:
+        number = staged_line_number(staged)
+        if number <= previous:
+            raise RunError(f"part input is not in line order at line {number}")
+        previous = number
+        lines += 1
+        first = number * 2  # this line's result; ``first + 1``: its error
+        while pending is not None and pending[0] < first:
             strays += 1
             _drop(usage, pending)
             pending = next(outcomes, None)
+        if pending is None or pending[0] > first + 1:
+            errors.write(error_record(number, MISSING_ERROR, True))
+            failures += 1
+            missing += 1
+            retryables += 1
+            continue
+        order, kept = pending
+        pending = next(outcomes, None)
+        while pending is not None and pending[0] <= first + 1:
+            duplicates += 1
+            _drop(usage, pending)
+            pending = next(outcomes, None)
+        if order == first:
+            results.write(kept)
+            responses += 1
+        else:
+            errors.write(kept)
+            failures += 1
+            retryables += is_retryable_record(kept)
+    while pending is not None:
+        strays += 1
+        _drop(usage, pending)
+        pending = next(outcomes, None)
     return OutcomeStats(
         lines=lines,
         responses=responses,
         errors=failures,
         retryable=retryables,
         missing=missing,
-        strays=strays,
+        strays=strays + counts[1],
         duplicates=duplicates,
-        output_lines=output_lines,
+        output_lines=counts[0],
         tokens=TokenTotals(**dict(zip((name for _, name in _USAGE), usage, strict=True))),
     )
 

@@ -4,6 +4,12 @@ Nothing is truncated. A line that is not valid UTF-8 gets ``raw`` decoded with r
 characters (readable) plus ``raw_base64``, its exact bytes. An oversize line is written from
 its spool file in pieces, so it is never held in memory; both writers produce the same bytes
 for the same line.
+
+Keeping the raw text is safe because of what comes before: the input lies under the
+prefixes the operator allowed for callers and the output under the allowed output prefixes
+(``shared.access``, checked at registration and again by the plan), so a rejected line only
+moves data between two places callers may use; and a file that is not JSONL at all is
+refused before any line of it is copied (``shared.jsonl.sniff``).
 """
 
 from __future__ import annotations

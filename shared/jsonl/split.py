@@ -16,6 +16,12 @@ was kept during the pass for the few lines the Bloom filter flagged. If a rewrit
 shard (every line of it repeats an earlier key) the shard is dropped and the later ones are
 renumbered by moving their objects — a rare, slow path that keeps indices contiguous.
 
+The shard count is bounded (``max_shards``): an input that needs more shards than that at
+its shard limits fails the plan (``InputFileError``, naming the limits to raise) when the
+first shard too many would start, before more of it is read or staged. Tiny limits stay
+allowed (tests and small experiments use them); the bound is what keeps a run's jobs,
+records and task messages finite.
+
 Memory is flat: one line at a time (at most ``line_max_bytes``, default
 ``shard_max_bytes``; a longer line is spooled to disk and rejected), the Bloom filter, the
 key log's write buffers and ~256 KiB of staged lines waiting for their write. Local disk
@@ -41,7 +47,7 @@ from typing import BinaryIO
 import orjson
 from pydantic import BaseModel
 
-from shared.errors import RunError
+from shared.errors import InputFileError, RunError
 from shared.failpoints import failpoint
 from shared.jsonl.cut import StagedFile, must_cut
 from shared.jsonl.dedupe import DEFAULT_BLOOM_BYTES, KeyLog
@@ -92,6 +98,7 @@ def split_input(
     dialect: ProviderName = "gemini",
     tmp_dir: str | None = None,
     line_max_bytes: int | None = None,
+    max_shards: int | None = None,
     bloom_bytes: int = DEFAULT_BLOOM_BYTES,
 ) -> SplitResult:
     """Validate and split ``reader`` (read once, sequentially) into shards staged in ``out``.
@@ -99,6 +106,7 @@ def split_input(
     ``source`` names the input in messages; ``dialect`` is the provider whose request bodies
     the lines hold. ``line_max_bytes`` caps one raw line (default:
     ``shard_max_bytes``); a longer one is rejected without being held in memory.
+    ``max_shards`` (default: no bound) bounds the shard count: ``InputFileError`` beyond.
     """
     if shard_max_bytes < 1 or shard_max_requests < 1:
         raise ValueError("shard limits must be positive")
@@ -117,6 +125,8 @@ def split_input(
             max_bytes=shard_max_bytes,
             max_requests=shard_max_requests,
             line_cap=line_cap,
+            max_shards=max_shards,
+            source=source,
         )
         shards = found.shards
         duplicates = 0
@@ -179,6 +189,8 @@ def _first_pass(
     max_bytes: int,
     max_requests: int,
     line_cap: int,
+    max_shards: int | None,
+    source: str,
 ) -> _Found:
     found = _Found(os.path.join(work, "rejected.jsonl"), os.path.join(work, "suspects.bin"))
     lines = LineReader(reader, max_bytes=line_cap, tmp_dir=work)
@@ -186,7 +198,10 @@ def _first_pass(
     with (
         open(found.rejected_path, "wb") as rejected,
         open(found.suspects_path, "wb") as suspects,
-        _ShardSink(out, max_bytes=max_bytes, max_requests=max_requests) as sink,
+        _ShardSink(
+            out, max_bytes=max_bytes, max_requests=max_requests, max_shards=max_shards,
+            source=source,
+        ) as sink,
     ):
         add_key = keys.add
         add_line = sink.add
@@ -194,7 +209,8 @@ def _first_pass(
         for data in lines.contents():
             number += 1
             if isinstance(data, Line):  # an oversize line, spooled
-                reason = f"line of {data.size} bytes exceeds the {line_cap}-byte line limit"
+                reason = (f"line of {data.size} bytes exceeds the {line_cap}-byte line limit "
+                          "(SHARDLINE_LINE_MAX_BYTES)")
                 write_rejection_streamed(rejected, number, reason, data.raw())
                 rejected_count += 1
                 continue
@@ -230,10 +246,20 @@ class _ShardSink:
     lines, not two ``write`` calls per line: no copy, a long line goes straight through); a
     batch never outlives its shard."""
 
-    def __init__(self, out: Storage, *, max_bytes: int, max_requests: int) -> None:
+    def __init__(
+        self,
+        out: Storage,
+        *,
+        max_bytes: int,
+        max_requests: int,
+        max_shards: int | None = None,
+        source: str = "",
+    ) -> None:
         self._out = out
         self._max_bytes = max_bytes
         self._max_requests = max_requests
+        self._max_shards = max_shards
+        self._source = source
         self.shards: list[StagedFile] = []
         self._stack: ExitStack | None = None
         self._input: BinaryIO | None = None
@@ -277,6 +303,14 @@ class _ShardSink:
 
     def _start(self, line: int) -> None:
         index = len(self.shards)
+        if self._max_shards is not None and index >= self._max_shards:
+            raise InputFileError(
+                self._source,
+                f"needs more than {self._max_shards} shards at shard_max_requests="
+                f"{self._max_requests} and shard_max_bytes={self._max_bytes} (line {line} "
+                "would start one more): raise --shard-max-requests or --shard-max-bytes, or "
+                "SHARDLINE_MAX_SHARDS",
+            )
         stack = ExitStack()
         self._input = stack.enter_context(self._out.open_write(layout.shard_input(index)))
         self._sidecar = stack.enter_context(self._out.open_write(layout.shard_sidecar(index)))

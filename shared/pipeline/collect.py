@@ -22,7 +22,15 @@ from pydantic import BaseModel
 from shared import names
 from shared.errors import NotFoundError, ProviderError, RunError
 from shared.failpoints import failpoint
-from shared.jsonl import classify_output, fail_all, is_retryable, retryable_lines, stage_parts
+from shared.jsonl import (
+    OutcomeStats,
+    OutOfOrder,
+    classify_output,
+    fail_all,
+    is_retryable,
+    retryable_lines,
+    stage_parts,
+)
 from shared.pipeline.cleanup import delete_part_file
 from shared.pipeline.context import RunContext
 from shared.pipeline.finish import finish_shard
@@ -133,13 +141,21 @@ def _collect_output(
     def retryable(error: Mapping[str, Any]) -> bool:
         return may_retry and is_retryable(error)
 
-    with (
-        storage.open_read(output_key) as output,
-        storage.open_read(part.input_key) as part_input,
-        storage.open_write(layout.part_results(shard, attempt, part.part)) as results,
-        storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
-    ):
-        stats = classify_output(output, part_input, results, errors, retryable=retryable)
+    def classify(in_order: bool) -> OutcomeStats:
+        with (
+            storage.open_read(output_key) as output,
+            storage.open_read(part.input_key) as part_input,
+            storage.open_write(layout.part_results(shard, attempt, part.part)) as results,
+            storage.open_write(layout.part_errors(shard, attempt, part.part)) as errors,
+        ):
+            return classify_output(
+                output, part_input, results, errors, retryable=retryable, in_order=in_order
+            )
+
+    try:  # the provider documents output in input order: join as it comes, no sort
+        stats = classify(in_order=True)
+    except OutOfOrder:  # the writers left nothing behind; sort this one
+        stats = classify(in_order=False)
     return CollectedRecord(
         job_state=BatchState.SUCCEEDED,
         responses=stats.responses,

@@ -9,14 +9,17 @@ from functools import cached_property
 
 import redis
 
+from shared.access import AccessPolicy
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.coordination import coordination_redis
+from shared.jsonl.sniff import check_jsonl
+from shared.ownership import verify_run
 from shared.provider import BatchProvider, build_provider
 from shared.run.records import RunManifest
 from shared.run.store import RunStore
 from shared.settings import Settings
-from shared.storage import Storage, open_storage
+from shared.storage import Storage, open_storage, split_uri
 
 
 @dataclass
@@ -40,6 +43,29 @@ class RunContext:
     @cached_property
     def manifest(self) -> RunManifest:
         return self.store.manifest()
+
+    @cached_property
+    def policy(self) -> AccessPolicy:
+        """Where this worker lets callers read and write (``shared.access``)."""
+        return AccessPolicy.from_settings(self.settings)
+
+    def verify(self) -> None:
+        """``AccessError`` unless the output is allowed and its manifest names this run.
+
+        Every task calls this before acting: a message names a run id and an output, and
+        nothing else ties the two together (see ``shared.ownership``).
+        """
+        verify_run(self.policy, self.storage, self.run_id, self.output_uri)
+
+    def check_input(self) -> None:
+        """Before the plan reads the input: ``AccessError`` unless this worker's policy allows
+        it, ``InputFileError`` when it is not JSONL at all (``shared.jsonl.sniff``), so that
+        nothing of such a file is copied into the output."""
+        uri = self.manifest.spec.input_uri
+        self.policy.check_input(uri)
+        store, key = split_uri(uri)
+        with store.open_read(key) as reader:
+            check_jsonl(reader, uri)
 
     @cached_property
     def keys(self) -> ApiKeyPool:

@@ -5,13 +5,21 @@ file) is recorded *before* the call. A task that finds an intent without a job n
 not create blindly: it looks the job up by its display name and adopts it. Only when the
 lookup finds nothing is the create sent again. While another worker may still be inside
 its create call (the intent is younger than :func:`create_lease_seconds`) the step waits.
+
+What cannot be sent is found before the intent and the admission slot: a model name the
+provider's URL cannot carry is a ``SpecError`` (the stage gives up at once: the part's lines
+become errors). An answer from the provider (4xx) means no job was made: the in-flight mark
+is cleared and the slot released before the error goes up, so nothing waits out a lease or
+holds a live-job slot for a job that does not exist. A 4xx other than 429 is final: an
+unknown model (404 NOT_FOUND) or a refused request (400 INVALID_ARGUMENT) ends the part.
 """
 
 from __future__ import annotations
 
 from shared import names
-from shared.errors import ProviderClientError, RetryLater, RunError
+from shared.errors import ProviderClientError, RetryLater, RunError, SpecError
 from shared.failpoints import failpoint
+from shared.limits import check_model
 from shared.pipeline.context import RunContext
 from shared.provider import ProviderJob
 from shared.provider.retry import RetryPolicy
@@ -46,6 +54,10 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
     upload = ctx.store.upload(shard, attempt, part.part)
     if upload is None or upload.file_name is None:
         raise RunError(f"run {ctx.run_id}: shard {shard}/a{attempt}/p{part.part} not uploaded")
+    try:
+        check_model(ctx.manifest.model)
+    except ValueError as exc:
+        raise SpecError(f"run {ctx.run_id}: model: {exc}") from None
     display = layout.display_name(ctx.run_id, shard, attempt, part.part)
     provider = ctx.provider(upload.key_fingerprint)
     # Before the intent: a wait here must not leave an intent that makes the next try wait

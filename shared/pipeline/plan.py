@@ -6,6 +6,7 @@ import time
 
 from shared.failpoints import failpoint
 from shared.jsonl import split_input
+from shared.jsonl.source import open_source
 from shared.pipeline.context import RunContext
 from shared.run import layout
 from shared.run.records import AttemptRecord, PartPlan, PlanRecord, ShardPlan
@@ -17,14 +18,21 @@ def plan_run(ctx: RunContext) -> PlanRecord:
 
     Idempotent: a plan already recorded is returned as is; a pass that died half way is
     simply done again (staged files are replaced atomically).
+
+    The input may be gzip (decompressed as it streams); a format we do not read (UTF-16, zstd,
+    ...), more shards than ``SHARDLINE_MAX_SHARDS`` or a corrupt gzip raise ``InputFileError``
+    (the task fails the run with that reason). Lines over ``SHARDLINE_LINE_MAX_BYTES`` are
+    rejected without being held in memory.
     """
     existing = ctx.store.plan()
     if existing is not None:
         return existing
     manifest = ctx.manifest
+    ctx.check_input()  # allowed by this worker, and JSONL at all: before anything is copied
     started = time.monotonic()
     store, key = split_uri(manifest.spec.input_uri)
-    with store.open_read(key) as reader:
+    source = manifest.spec.input_uri
+    with store.open_read(key) as raw, open_source(raw, source) as reader:
         result = split_input(
             reader,
             ctx.storage,
@@ -32,7 +40,9 @@ def plan_run(ctx: RunContext) -> PlanRecord:
             dialect=manifest.provider,
             shard_max_bytes=manifest.shard_max_bytes,
             shard_max_requests=manifest.shard_max_requests,
-            source=manifest.spec.input_uri,
+            source=source,
+            line_max_bytes=ctx.settings.line_max_bytes,
+            max_shards=ctx.settings.max_shards,
         )
     failpoint("plan.after_shards")
     record = PlanRecord(

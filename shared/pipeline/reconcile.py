@@ -4,7 +4,7 @@ Nothing in a run is lost when a message is (a flushed broker, a poll whose count
 vanished): the records say what is left to do, and every step is idempotent. A shard is
 *stale* when none of its records changed for longer than a live worker can stay silent —
 the visibility timeout (after which the broker itself redelivers) plus two poll intervals.
-Then its latest attempt's chain is sent again, detached from the chord; a run whose shards
+Then its latest attempt's chain is sent again, on its own; a run whose shards
 are all final but which has no summary gets its merge sent again. Jobs pending close to the
 provider's 48 h limit are reported, so an operator can act before they expire.
 """
@@ -19,9 +19,11 @@ from typing import get_args
 from pydantic import BaseModel, Field
 
 from shared import names
+from shared.access import AccessPolicy
 from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
-from shared.errors import ShardlineError
+from shared.errors import AccessError, ShardlineError
+from shared.ownership import verify_run
 from shared.run.records import utcnow
 from shared.run.registry import RunEntry, RunRegistry
 from shared.run.states import BatchState
@@ -45,6 +47,10 @@ class ReconcileReport(BaseModel):
     plans_restarted: list[str] = Field(default_factory=list)
     pending_near_expiry: list[str] = Field(default_factory=list)
     unreadable: list[str] = Field(default_factory=list)
+    #: Registry objects that are not readable entries (skipped; see RunRegistry.entries).
+    skipped_entries: list[str] = Field(default_factory=list)
+    #: Runs left alone: their output is no longer allowed, or holds another run.
+    refused: list[str] = Field(default_factory=list)
 
 
 def stale_after(settings: Settings) -> timedelta:
@@ -79,8 +85,17 @@ def reconcile_run(
     restart_chain: Callable[[str, str, int, int], None],
     restart_merge: Callable[[str, str], None],
     restart_plan: Callable[[str, str], None],
+    policy: AccessPolicy | None = None,
 ) -> None:
-    store = RunStore(open_storage(entry.output_uri))
+    storage = open_storage(entry.output_uri)
+    if policy is not None:
+        try:
+            verify_run(policy, storage, entry.run_id, entry.output_uri)
+        except AccessError as exc:
+            log.warning("run %s: left alone: %s", entry.run_id, exc)
+            report.refused.append(entry.run_id)
+            return
+    store = RunStore(storage)
     if store.summary() is not None:
         return
     report.runs_checked += 1
@@ -144,11 +159,13 @@ def reconcile(
     """Look at every unfinished run of the registry once."""
     report = ReconcileReport()
     moment = now or utcnow()
-    for entry in RunRegistry(open_storage(settings.state_uri)).entries():
+    policy = AccessPolicy.from_settings(settings)
+    registry = RunRegistry(open_storage(settings.state_uri))
+    for entry in registry.entries(unreadable=lambda key, _: report.skipped_entries.append(key)):
         try:
             reconcile_run(
                 entry, settings, report, now=moment, restart_chain=restart_chain,
-                restart_merge=restart_merge, restart_plan=restart_plan,
+                restart_merge=restart_merge, restart_plan=restart_plan, policy=policy,
             )
         except ShardlineError as exc:
             log.warning("run %s: cannot reconcile: %s", entry.run_id, exc)

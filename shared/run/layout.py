@@ -20,6 +20,12 @@ PLAN = f"{RECORDS}/plan.json"
 CANCEL_MARKER = f"{RECORDS}/cancel.json"
 LAUNCHED = f"{RECORDS}/launched.json"
 PLAN_REJECTED = f"{RECORDS}/plan/rejected.jsonl"
+PARKED = f"{RECORDS}/parked"
+
+
+def parked(task_id: str) -> str:
+    """The record of a task message parked as poison."""
+    return f"{PARKED}/{task_id}.json"
 
 
 def shard_dir(shard: int) -> str:

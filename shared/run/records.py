@@ -182,6 +182,19 @@ class ShardOutcome(Record):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
 
+class ParkedMessage(Record):
+    """A task message parked as poison (see :mod:`shared.poison`): the run fails with
+    ``reason``; one record per message, at ``_shardline/parked/<task id>.json``."""
+
+    task: str
+    task_id: str
+    shard: int | None = None
+    attempt: int | None = None
+    deliveries: int
+    parked_at: datetime = Field(default_factory=utcnow)
+    reason: str
+
+
 class Counts(Record):
     lines: int
     results: int

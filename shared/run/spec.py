@@ -11,11 +11,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.limits import (
+    LABEL_NAME,
+    MAX_LABEL_VALUE_CHARS,
+    MAX_LABELS,
+    MODEL_NAME,
+    check_labels,
+    check_model,
+)
 from shared.settings import ProviderName
 
 Kind = Literal["generate", "embed"]
 
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
+_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: The client of a spec that names none: the namespace idempotency keys had before clients.
+DEFAULT_CLIENT = "default"
 
 
 class RunOptions(BaseModel):
@@ -59,35 +70,67 @@ class RunSpec(BaseModel):
     input_uri: str = Field(min_length=1, description="JSONL of requests.")
     output_uri: str = Field(min_length=1, description="Prefix that receives the results.")
     model: str | None = Field(
-        default=None, description="Model name; the worker's default for the kind if unset."
+        default=None,
+        max_length=140,
+        json_schema_extra={"pattern": f"^{MODEL_NAME.pattern}$"},
+        description="Model name (e.g. gemini-2.5-flash, models/..., tunedModels/...); the "
+        "worker's default for the kind if unset.",
     )
     kind: Kind = Field(default="generate", description="generate (text) or embed.")
     provider: ProviderName | None = Field(
         default=None,
-        description="Whose batch API runs it (gemini, openai); the worker's default if unset.",
+        description="Whose batch API runs it (gemini, openai, anthropic); the worker's default "
+        "if unset.",
+    )
+    client: str = Field(
+        default=DEFAULT_CLIENT,
+        description="Who asks: the namespace of idempotency_key (1-64 letters, digits, ._-). "
+        "A namespace, not a credential.",
     )
     idempotency_key: str | None = Field(
         default=None,
-        description="The same key twice starts one run; the second call returns the first id.",
+        description="The same key twice (for the same client) starts one run; the second call "
+        "returns the first id.",
     )
     options: RunOptions = Field(default_factory=RunOptions)
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Free-form labels, copied to the summary."
+        default_factory=dict,
+        max_length=MAX_LABELS,
+        json_schema_extra={
+            "propertyNames": {"pattern": f"^{LABEL_NAME.pattern}$"},
+            "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE_CHARS},
+        },
+        description=f"Labels copied to the summary: at most {MAX_LABELS}, names of 1-63 "
+        f"letters, digits and '_.-', values of at most {MAX_LABEL_VALUE_CHARS} printable "
+        "characters.",
     )
 
     @field_validator("idempotency_key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        if value is not None and not _IDEMPOTENCY_KEY.match(value):
+        if value is not None and not _IDEMPOTENCY_KEY.fullmatch(value):
             raise ValueError("idempotency_key: 1-200 chars of letters, digits and ._:@/+=-")
+        return value
+
+    @field_validator("client")
+    @classmethod
+    def _check_client(cls, value: str) -> str:
+        if not _CLIENT.fullmatch(value):
+            raise ValueError("client: 1-64 chars of letters, digits and ._- (first a letter "
+                             "or digit)")
         return value
 
     @field_validator("model")
     @classmethod
-    def _strip_prefix(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("models/"):
-            return value.removeprefix("models/")
-        return value
+    def _check_model(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_model(value).removeprefix("models/")
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value)
 
 
 def run_spec_schema() -> dict[str, Any]:

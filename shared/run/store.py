@@ -29,6 +29,7 @@ from shared.run.records import (
     AttemptRecord,
     CollectedRecord,
     JobRecord,
+    ParkedMessage,
     PartPlan,
     PlanRecord,
     RunManifest,
@@ -130,6 +131,19 @@ class RunStore:
 
     def launched(self) -> bool:
         return self.storage.exists(layout.LAUNCHED)
+
+    def park(self, record: ParkedMessage) -> ParkedMessage:
+        """Record a poison message (once per task id); the run's summary will say failed."""
+        return self._settle(layout.parked(record.task_id), record)
+
+    def parked(self) -> list[ParkedMessage]:
+        """Every parked message of the run, oldest first."""
+        found = []
+        for info in self.storage.list(layout.PARKED + "/"):
+            record = self._read(info.key, ParkedMessage)
+            if record is not None:
+                found.append(record)
+        return sorted(found, key=lambda r: r.parked_at)
 
     def mark_launched(self) -> None:
         self.storage.create_if_absent(

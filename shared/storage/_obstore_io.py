@@ -39,6 +39,21 @@ if TYPE_CHECKING:
 #: (``FileNotFoundError`` for a missing object).
 OBSTORE_ERRORS = (ObstoreError, OSError)
 _MESSAGE_LIMIT = 300
+#: With no credentials in the environment obstore asks the cloud's metadata endpoint; off
+#: the cloud that fails (refused, 403, timeout) with a message about the endpoint, which
+#: tells the user nothing. These mark that case.
+_NO_CREDENTIALS = (
+    "169.254.169.254",  # AWS instance metadata (IMDS)
+    "169.254.170.2",  # ECS task credentials
+    "fd00:ec2::254",
+    "metadata.google.internal",
+    "computeMetadata/v1",
+)
+_CREDENTIALS_HINT = (
+    "none in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, web "
+    "identity; GOOGLE_APPLICATION_CREDENTIALS for gs://) and no cloud metadata endpoint "
+    "answered"
+)
 logger = logging.getLogger(__name__)
 
 
@@ -52,6 +67,8 @@ def storage_error(exc: BaseException, action: str, uri: str) -> StorageError:
     if isinstance(exc, FileNotFoundError):
         return ObjectNotFoundError(f"{uri} does not exist")
     text = str(exc).strip()
+    if any(sign in text for sign in _NO_CREDENTIALS):
+        return StorageError(f"cannot {action} {uri}: no credentials: {_CREDENTIALS_HINT}")
     first = text.splitlines()[0] if text else ""
     if len(first) > _MESSAGE_LIMIT:
         first = first[:_MESSAGE_LIMIT] + "..."

@@ -329,6 +329,10 @@ def chaos_env(emulator: EmulatorHandle, tmp_path: Path, broker_url: str,
             "poll_initial_seconds": "0.2",
             "poll_max_seconds": "1.0",
             "upload_chunk_bytes": str(CHUNK),
+            # Module-wide workers and the session's reference input serve several tests:
+            # allow the session's whole folder (every test's folder is a child of it).
+            "input_prefixes": str(tmp_path.parent),
+            "output_prefixes": str(tmp_path.parent),
             **overrides,
         },
     )

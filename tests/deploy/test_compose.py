@@ -14,13 +14,21 @@ from pathlib import Path
 import pytest
 
 from shared import names
+from shared.access import AccessPolicy
+from shared.errors import AccessError
 from shared.settings import Settings
 from tests.deploy._deploy import DEPLOY, WORKER_STOP_GRACE_SECONDS, parse_duration, yaml_doc
 
 COMPOSE = DEPLOY / "compose.yaml"
 SHARDLINE_SERVICES = ("worker", "beat", "flower", "emulator")
 SECRET_VARIABLES = {"SHARDLINE_API_KEY", "SHARDLINE_API_KEYS", "GEMINI_API_KEY",
-                    "FLOWER_BASIC_AUTH", "AWS_SECRET_ACCESS_KEY", "GOOGLE_SERVICE_ACCOUNT_KEY"}
+                    "FLOWER_BASIC_AUTH", "AWS_SECRET_ACCESS_KEY", "GOOGLE_SERVICE_ACCOUNT_KEY",
+                    "SHARDLINE_BROKER_URL", "SHARDLINE_RESULT_BACKEND", "SHARDLINE_REDIS_URL"}
+#: Secret files the operator creates in deploy/secrets/ (placeholders in the render tests).
+SECRET_FILES = ("SHARDLINE_API_KEY", "flower_basic_auth", "SHARDLINE_BROKER_URL",
+                "SHARDLINE_RESULT_BACKEND", "redis.acl")
+BROKER_SECRETS = [{"source": "shardline_broker_url", "target": "SHARDLINE_BROKER_URL"},
+                  {"source": "shardline_result_backend", "target": "SHARDLINE_RESULT_BACKEND"}]
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -87,6 +95,33 @@ def test_healthchecks_ping_the_node_names_the_commands_give(compose):
     assert "--enable-remote-control" in compose["services"]["beat"]["command"]
 
 
+def secret_targets(service: dict) -> list[str]:
+    return [s if isinstance(s, str) else s.get("target", s["source"])
+            for s in service.get("secrets", [])]
+
+
+def test_redis_needs_a_password_and_is_not_published(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    acl = command[command.index("--aclfile") + 1]
+    assert acl.removeprefix("/run/secrets/") in secret_targets(redis)
+    assert compose["secrets"]["redis_acl"]["file"].startswith("./secrets/")
+    assert "ports" not in redis, "Redis stays on the compose network"
+    # The health check works without the password: the ACL lets anyone PING, nothing more.
+    assert redis["healthcheck"]["test"] == ["CMD-SHELL", "redis-cli ping | grep -q PONG"]
+
+
+def test_broker_urls_come_from_secret_files(compose):
+    for name in ("worker", "beat", "flower"):
+        service = compose["services"][name]
+        for secret in BROKER_SECRETS:
+            assert secret in service["secrets"], name
+            assert compose["secrets"][secret["source"]]["file"] == (
+                f"./secrets/{secret['target']}")
+        assert "SHARDLINE_BROKER_URL" not in environment(service), name
+    assert compose["services"]["emulator"]["secrets"] == [], "the emulator needs no broker"
+
+
 def test_redis_is_durable_and_never_evicts(compose):
     command = " ".join(compose["services"]["redis"]["command"])
     assert "--appendonly yes" in command
@@ -103,6 +138,7 @@ def test_api_key_is_a_secret_of_the_workers_only(compose):
         sources = [s if isinstance(s, str) else s["source"]
                    for s in compose["services"][name].get("secrets", [])]
         assert "shardline_api_key" not in sources, f"{name} does not need the API key"
+        assert "redis_acl" not in sources or name == "redis"
 
 
 def test_no_literal_secrets(compose):
@@ -119,24 +155,54 @@ def test_flower_requires_auth_from_a_secret_file(compose):
     flower = compose["services"]["flower"]
     env = environment(flower)
     path = env["FLOWER_BASIC_AUTH_FILE"]
-    mounted = [s if isinstance(s, str) else s.get("target", s["source"])
-               for s in flower["secrets"]]
-    assert path.removeprefix("/run/secrets/") in mounted
+    assert path.removeprefix("/run/secrets/") in secret_targets(flower)
     assert compose["secrets"]["flower_basic_auth"]["file"].startswith("./secrets/")
     # Published on loopback only: basic auth needs TLS in front before going further.
     for port in flower.get("ports", []):
         assert str(port).startswith("127.0.0.1:"), port
 
 
+def compose_settings(service: dict) -> Settings:
+    """What a container gets: compose's environment plus the broker URL's secret file."""
+    env = {k: interpolated(v) for k, v in environment(service).items()
+           if k.startswith("SHARDLINE_") and k != "SHARDLINE_SCHEDULE_FILE"}
+    fields = {k.removeprefix("SHARDLINE_").lower(): v for k, v in env.items()}
+    return Settings(broker_url="redis://shardline:PASSWORD@redis:6379/0", **fields)
+
+
 def test_shared_settings_load(compose):
     """The defaults compose passes make a valid Settings (a typo'd value would not)."""
     for name in SHARDLINE_SERVICES:
-        env = {k: interpolated(v) for k, v in environment(compose["services"][name]).items()
-               if k.startswith("SHARDLINE_") and k != "SHARDLINE_SCHEDULE_FILE"}
-        fields = {k.removeprefix("SHARDLINE_").lower(): v for k, v in env.items()}
-        settings = Settings(**fields)
-        assert settings.broker_url and settings.broker_url.startswith("redis://redis:")
+        settings = compose_settings(compose["services"][name])
         assert not settings.embedded
+        assert settings.input_prefixes and settings.output_prefixes, name
+
+
+def test_callers_use_the_inbox_and_out_folders_only(compose):
+    policy = AccessPolicy.from_settings(compose_settings(compose["services"]["worker"]))
+    policy.check_input("/var/lib/shardline/inbox/requests.jsonl")  # the header's example
+    policy.check_output("/var/lib/shardline/out/first")
+    for refused in ("/var/lib/shardline/state/runs/x.json", "/run/secrets/SHARDLINE_API_KEY",
+                    "/var/lib/shardline/celerybeat-schedule", "/etc/shardline/schedule.toml"):
+        with pytest.raises(AccessError):
+            policy.check_input(refused)
+    for refused in ("/var/lib/shardline", "/var/lib/shardline/state/out", "/tmp/out"):
+        with pytest.raises(AccessError):
+            policy.check_output(refused)
+
+
+def test_the_redis_acl_template_lets_anonymous_clients_only_ping():
+    # Redis refuses an ACL file with comments or blank lines: deploy/README.md explains it.
+    rules = [line.split() for line in (DEPLOY / "redis" / "users.acl.example").read_text()
+             .splitlines()]
+    users = {rule[1]: rule[2:] for rule in rules}
+    assert rules and all(rule[0] == "user" for rule in rules)
+    assert users["default"] == ["on", "nopass", "resetchannels", "-@all", "+ping"]
+    shardline = users["shardline"]
+    assert "on" in shardline and "nopass" not in shardline
+    assert [r for r in shardline if r.startswith("#")] == [
+        "#REPLACE-ME-sha256-of-the-password"], "only a hash, never the password itself"
+    assert not [r for r in shardline if r.startswith(">")]
 
 
 def test_referenced_files_exist(compose):
@@ -208,7 +274,7 @@ def render(tmp_path: Path, *args: str) -> dict:
     command = docker_compose()
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy)
-    for name in ("SHARDLINE_API_KEY", "flower_basic_auth"):
+    for name in SECRET_FILES:
         (copy / "secrets" / name).write_text("placeholder\n")
     rendered = subprocess.run(
         [*command, "-f", str(copy / "compose.yaml"), *args, "config", "--format", "json"],
@@ -224,9 +290,12 @@ def test_docker_compose_renders_it(tmp_path: Path):
     services = config["services"]
     assert set(services) == {"redis", *SHARDLINE_SERVICES}
     assert services["beat"]["deploy"]["replicas"] == 1
-    assert services["worker"]["environment"]["SHARDLINE_BROKER_URL"] == "redis://redis:6379/0"
-    target = services["worker"]["secrets"][0]["target"]
-    assert target == "SHARDLINE_API_KEY"
+    assert "SHARDLINE_BROKER_URL" not in services["worker"]["environment"]
+    assert services["worker"]["environment"]["SHARDLINE_OUTPUT_PREFIXES"] == (
+        "/var/lib/shardline/out")
+    targets = [s["target"] for s in services["worker"]["secrets"]]
+    assert targets == ["SHARDLINE_API_KEY", "SHARDLINE_BROKER_URL", "SHARDLINE_RESULT_BACKEND"]
+    assert [s["target"] for s in services["beat"]["secrets"]] == targets[1:]
     assert config["configs"]["schedule"]["file"].endswith("beat/schedule.empty.toml")
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.access import AccessPolicy
+from shared.settings import Settings
 from tests.deploy._deploy import DEPLOY, SYSTEMD
+from tests.deploy.test_systemd import env_example
 
 CRONTAB = DEPLOY / "cron" / "shardline.crontab"
 ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
@@ -161,6 +164,12 @@ def test_job_runs_submit_and_logs_to_syslog(tmp_path: Path, index: int):
     if "\\%F" in job.command:
         assert any(day in parsed.idempotency_key for day in days)
     assert (tmp_path / "broker").read_text().startswith("redis://"), "the env file was loaded"
+    # The workers' access policy (the same env file) lets this run read and write.
+    policy = AccessPolicy.from_settings(Settings(**{
+        k.removeprefix("SHARDLINE_").lower(): v for k, v in env_example().items()
+        if k.startswith("SHARDLINE_")}))
+    policy.check_input(parsed.input)
+    policy.check_output(parsed.out)
     assert "run-0123" in (tmp_path / "syslog").read_text()
     assert "a warning" in (tmp_path / "syslog").read_text()
     assert "-t shardline-cron" in (tmp_path / "logger-args").read_text()

@@ -49,6 +49,7 @@ def environment(redis_url: str, tmp_path: Path) -> dict[str, str]:
         "SHARDLINE_RESULT_BACKEND": redis_url,
         "SHARDLINE_STATE_URI": str(tmp_path / "state"),
         "SHARDLINE_SECRETS_DIR": "",
+        "SHARDLINE_API_KEY": "deploy-test-key",  # a worker without one refuses to start
         "SHARDLINE_SCHEDULE_FILE": str(DEPLOY / "beat" / "schedule.empty.toml"),
         "PYTHONUNBUFFERED": "1",
     }

@@ -236,3 +236,50 @@ def test_kustomize_renders_an_overlay_with_the_hpa(tmp_path: Path):
     images = {c["image"] for d in rendered if d["kind"] == "Deployment"
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {"registry.example.com/shardline:1.0"}
+
+
+def test_network_policies_close_ingress_and_limit_egress():
+    policies = {d["metadata"]["name"]: d["spec"] for _, d in documents()
+                if d["kind"] == "NetworkPolicy"}
+    every_pod = {"app.kubernetes.io/name": "shardline"}
+    closed = [p for p in policies.values()
+              if p["podSelector"]["matchLabels"] == every_pod and "Ingress" in p["policyTypes"]]
+    assert closed and all(not p.get("ingress") for p in closed), "no ingress by default"
+    opened = [p for p in policies.values() if p.get("ingress")]
+    assert len(opened) == 1, "only Flower listens"
+    (flower,) = opened
+    assert flower["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "flower"
+    port = next(p for p in container("shardline-flower")["ports"] if p["name"] == "http")
+    assert [p["port"] for rule in flower["ingress"] for p in rule["ports"]] == [
+        port["containerPort"]]
+    egress = [p for p in policies.values() if "Egress" in p["policyTypes"]]
+    assert len(egress) == 1 and egress[0]["podSelector"]["matchLabels"] == every_pod
+    allowed = {(p["protocol"], p["port"]) for rule in egress[0]["egress"] for p in rule["ports"]}
+    assert allowed == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6379), ("TCP", 6380),
+                       ("TCP", 5671), ("TCP", 5672)}
+    assert all("to" not in rule or rule["to"] for rule in egress[0]["egress"])
+
+
+def test_the_broker_secret_template_asks_for_a_password_and_tls():
+    broker = find("Secret", "shardline-broker")["stringData"]
+    for key in ("SHARDLINE_BROKER_URL", "SHARDLINE_RESULT_BACKEND"):
+        url = broker[key]
+        assert url.startswith("rediss://shardline:PASSWORD@"), key
+        assert url.endswith("?ssl_cert_reqs=required"), "Celery needs it with rediss://"
+        Settings(broker_url=broker["SHARDLINE_BROKER_URL"], result_backend=url)
+
+
+def test_callers_are_limited_to_the_configmap_prefixes():
+    from shared.access import AccessPolicy
+    from shared.errors import AccessError
+
+    data = find("ConfigMap", "shardline-config")["data"]
+    fields = {k.removeprefix("SHARDLINE_").lower(): v for k, v in data.items()
+              if k.startswith("SHARDLINE_")}
+    settings = Settings(broker_url="redis://broker:6379/0", **fields)
+    assert settings.input_prefixes and settings.output_prefixes
+    policy = AccessPolicy.from_settings(settings)
+    policy.check_input(f"{settings.input_prefixes[0]}/2026-11-26.jsonl")
+    policy.check_output(f"{settings.output_prefixes[0]}/nightly")
+    with pytest.raises(AccessError):
+        policy.check_input(f"{settings.state_uri}/runs/x.json")

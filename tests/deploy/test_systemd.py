@@ -171,3 +171,15 @@ def test_env_example_reads_the_same_in_sh(tmp_path: Path):
     exported = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     for key, value in env_example().items():
         assert exported[key] == value
+
+
+def test_env_example_broker_needs_a_password_and_callers_have_prefixes():
+    from shared.settings import Settings
+
+    values = env_example()
+    for key in ("SHARDLINE_BROKER_URL", "SHARDLINE_RESULT_BACKEND"):
+        assert values[key].startswith("redis://shardline:PASSWORD@"), key
+    fields = {k.removeprefix("SHARDLINE_").lower(): v for k, v in values.items()
+              if k.startswith("SHARDLINE_")}
+    settings = Settings(**fields)
+    assert settings.input_prefixes and settings.output_prefixes

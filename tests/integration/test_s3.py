@@ -56,7 +56,8 @@ def test_input_output_and_registry_on_s3(
         "--api-key", API_KEY, "--time-scale", "600", env={"EMULATOR_FAULTS": json.dumps(FAULTS)}
     )
     env = pipeline_env(emulator.handle.base_url, API_KEY, tmp_path, broker=redis_url,
-                       state_uri=f"{s3_storage.uri}/state")
+                       state_uri=f"{s3_storage.uri}/state", input_prefixes=f"{s3_storage.uri}/in",
+                       output_prefixes=f"{s3_storage.uri}/out")
     worker_factory(env)
     local = tmp_path / "requests.jsonl"
     expected = write_input(local, LINES)

@@ -249,9 +249,25 @@ def test_a_run_that_cannot_start_leaves_a_failed_claim(place: Place) -> None:
     report = sweep_inbox(place.settings, inbox, now=T0 + timedelta(minutes=2), launch=enqueue)
     assert report.failed == [str(place.inbox_dir / "a.jsonl")]
     [claim] = place.claims()
-    assert claim.state == "failed" and claim.error and "already holds run" in claim.error
+    assert claim.state == "failed" and claim.error and "holds another run" in claim.error
     again = sweep_inbox(place.settings, inbox, now=T0 + timedelta(hours=2), launch=enqueue)
     assert (again.already, again.failed, enqueue.calls) == (1, [], [])
+
+
+def test_a_drop_that_is_not_jsonl_leaves_a_failed_claim_not_a_retry(place: Place) -> None:
+    path = place.drop("keys.jsonl")
+    path.write_text("AWS_SECRET_ACCESS_KEY=abc\nPATH=/usr/bin\n")
+    os.utime(path, (T0.timestamp(), T0.timestamp()))
+    enqueue = Recorder()
+    report = sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=2),
+                         launch=enqueue)
+    assert (report.failed, report.vanished, enqueue.calls) == ([str(path)], 0, [])
+    [claim] = place.claims()
+    assert claim.state == "failed" and claim.error and "not JSONL" in claim.error
+    assert not place.results.exists(), "nothing of the file was copied anywhere"
+    again = sweep_inbox(place.settings, place.inbox(), now=T0 + timedelta(minutes=3),
+                        launch=enqueue)
+    assert (again.already, again.failed) == (1, [])
 
 
 def test_a_sweep_starts_at_most_max_starts(place: Place) -> None:

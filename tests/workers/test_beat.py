@@ -21,7 +21,7 @@ import pytest
 
 import workers.tasks  # noqa: F401 (registers every task on the app)
 from shared import names
-from shared.errors import InputError, InputFileError, SpecError
+from shared.errors import InputError, SpecError
 from shared.pipeline.start import registry
 from shared.run.store import RunStore
 from shared.settings import Settings, load_settings
@@ -290,12 +290,22 @@ def test_the_inbox_sweep_starts_one_run_per_object(beat: Beat) -> None:
     assert beat.sent() == []
 
 
-def test_a_bad_file_stops_beat_at_start(beat: Beat) -> None:
+def test_a_bad_file_stops_beat_at_start_with_one_line(
+    beat: Beat, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One log line and exit 2: an exception would reach Celery's stderr proxy, which logs
+    its traceback one character a line."""
     beat.write(nightly(beat.root).replace("30 2 * * *", "30 2 * *"))
-    with pytest.raises(InputFileError) as caught:
+    with (
+        caplog.at_level(logging.INFO, logger="shardline.beat"),
+        pytest.raises(SystemExit) as caught,
+    ):
         beat.scheduler()
-    assert str(beat.schedule_file) in str(caught.value)
-    assert "[[run]] #1 'nightly' cron" in str(caught.value)
+    assert caught.value.code == 2
+    [record] = caplog.records
+    assert record.levelno == logging.CRITICAL and record.exc_info is None
+    assert str(beat.schedule_file) in record.getMessage()
+    assert "[[run]] #1 'nightly' cron" in record.getMessage()
 
 
 def test_no_schedule_file_no_entries(beat: Beat) -> None:

@@ -55,6 +55,9 @@ def cron(tmp_path: Path, *args: str, broker_url: str = BROKER) -> subprocess.Com
         "SHARDLINE_BROKER_URL": broker_url,
         "SHARDLINE_STATE_URI": str(tmp_path / "state"),
         "SHARDLINE_SECRETS_DIR": "",
+        # A CLI with a broker checks the workers' allowlists itself, from the same settings.
+        "SHARDLINE_INPUT_PREFIXES": str(tmp_path),
+        "SHARDLINE_OUTPUT_PREFIXES": str(tmp_path),
     }
     return subprocess.run(
         [*command, *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
@@ -98,6 +101,20 @@ def test_a_missing_input_exits_non_zero_naming_it(tmp_path: Path, broker: redis.
     assert result.stderr.strip() == f"shardline: {missing}: no such file or object"
     assert broker.llen(names.QUEUE) == 0
     assert not (tmp_path / "state").exists() or not list((tmp_path / "state").rglob("*.json"))
+
+
+def test_a_location_outside_the_prefixes_exits_2_with_one_line(tmp_path: Path,
+                                                               broker: redis.Redis) -> None:
+    result = cron(tmp_path, "submit", "/etc/passwd", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "shardline: input_uri /etc/passwd: a protected location (system files, secrets, "
+        "Shardline's state or installation) no setting allows")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.jsonl"
+    elsewhere.write_text(LINE)
+    result = cron(tmp_path, "submit", str(elsewhere), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "SHARDLINE_INPUT_PREFIXES" in result.stderr
+    assert broker.llen(names.QUEUE) == 0 and not (tmp_path / "out").exists()
 
 
 def test_a_broker_outage_fails_clearly_and_the_next_cron_run_sends_the_plan(

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery import Task
+from celery import Task, states
+from celery.exceptions import Ignore
 from pydantic import ValidationError
 
 from shared import names
-from shared.errors import InputError, SpecError
+from shared.errors import InputError, RunError, SpecError
 from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import RunContext
 from shared.pipeline.merge import fail_run, merge_run
 from shared.pipeline.plan import plan_run
 from shared.pipeline.start import register_run
 from shared.run.spec import RunSpec
+from shared.validation import problems
 from workers.app import app
-from workers.canvas import run_canvas
+from workers.canvas import send_shards as send_shard_batch
+from workers.canvas import send_shards_step
 from workers.launch import launch_run
 from workers.tasks._stage import run_stage
+
+log = logging.getLogger("shardline.tasks")
 
 
 @app.task(bind=True, name=names.TASK_START_RUN, acks_late=True)
@@ -27,8 +33,18 @@ def start_run(self: Task, spec: dict[str, Any] | str) -> dict[str, Any]:
 
     The stable contract for other services: ``send_task("shardline.start_run", [spec])``.
     The same idempotency key twice starts one run.
+
+    A refused payload (``InputError``: a bad spec, a missing input) is the caller's mistake,
+    not the worker's: it is logged as one warning line, and the task's result is stored as
+    that failure (``result.get()`` raises it) without Celery's failure path, so no
+    ``task-failed`` event or traceback pages an operator because a client misbehaved.
     """
-    registered = register_run(app.settings, parse_spec(spec))
+    try:
+        registered = register_run(app.settings, parse_spec(spec))
+    except InputError as exc:
+        log.warning("start_run refused: %s: %s", type(exc).__name__, exc)
+        self.update_state(state=states.FAILURE, meta=exc)
+        raise Ignore() from None
     launch_run(registered)
     return registered.model_dump(mode="json")
 
@@ -44,16 +60,12 @@ def parse_spec(spec: dict[str, Any] | str) -> RunSpec:
             return RunSpec.model_validate_json(spec)
         return RunSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'payload'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
-        raise SpecError(f"invalid RunSpec: {problems}") from None
+        raise SpecError(f"invalid RunSpec: {problems(exc, root='payload')}") from None
 
 
 @app.task(bind=True, name=names.TASK_PLAN, acks_late=True, max_retries=None)
 def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
-    """Split the input once, then launch the chord: one chain per shard, merge as callback."""
+    """Split the input once, then send the shards' chains in batches (``send_shards``)."""
 
     def body(ctx: RunContext) -> dict[str, Any]:
         try:
@@ -61,22 +73,39 @@ def plan(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[st
         except InputError as exc:
             summary = fail_run(ctx, str(exc))
             return {"run_id": run_id, "state": summary.state, "error": str(exc)}
-        run_canvas(run_id, output_uri, [s.index for s in record.shards]).apply_async()
+        send_shards_step(run_id, output_uri, 0).apply_async()
         return {"run_id": run_id, "shards": len(record.shards), "lines": record.lines}
 
     return run_stage(self, run_id, output_uri, body)
 
 
-@app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
-def merge(self: Task, run_id: str, output_uri: str, failures: int = 0) -> dict[str, Any]:
-    """The chord callback: waits until every shard is final in storage, then merges.
-
-    Storage, not the chord's count, decides when the run is complete, so a duplicated
-    delivery that made the chord fire early only delays the merge.
-    """
+@app.task(bind=True, name=names.TASK_SEND_SHARDS, acks_late=True, max_retries=None)
+def send_shards(
+    self: Task, run_id: str, output_uri: str, first: int = 0, failures: int = 0
+) -> dict[str, Any]:
+    """Send one batch of shard chains, then the next batch, or the merge after the last."""
 
     def body(ctx: RunContext) -> dict[str, Any]:
-        summary = merge_run(ctx)
+        record = ctx.store.plan()
+        if record is None:
+            raise RunError(f"run {run_id} has no plan; nothing to send")
+        shards = [shard.index for shard in record.shards]
+        sent = send_shard_batch(run_id, output_uri, shards, first=first)
+        return {"run_id": run_id, "first": first, "sent": sent}
+
+    return run_stage(self, run_id, output_uri, body)
+
+
+@app.task(bind=True, name=names.TASK_MERGE, acks_late=True, max_retries=None)
+def merge(
+    self: Task, run_id: str, output_uri: str, failures: int = 0, checked: int = 0
+) -> dict[str, Any]:
+    """Sent after the last shard batch: waits until every shard is final in storage (looking
+    on from the ``checked`` shards an earlier look found final), then merges. A duplicate,
+    or one sent again by the reconciler, only looks once more."""
+
+    def body(ctx: RunContext) -> dict[str, Any]:
+        summary = merge_run(ctx, checked=checked)
         return {"run_id": run_id, "state": summary.state, "counts": summary.counts.model_dump()}
 
     return run_stage(self, run_id, output_uri, body)

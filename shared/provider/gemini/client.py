@@ -14,6 +14,9 @@ a connection that provably never opened (``ConnectError``, connect/pool timeout)
 
 from __future__ import annotations
 
+import ssl
+from functools import cache
+
 import httpx
 from pydantic import SecretStr
 
@@ -47,6 +50,7 @@ def build_http_client(settings: Settings) -> httpx.Client:
     total = settings.http_timeout_seconds
     return httpx.Client(
         base_url=settings.api_base_url,
+        verify=_tls_context(),
         timeout=httpx.Timeout(total, connect=min(10.0, total)),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         http1=True,
@@ -54,6 +58,18 @@ def build_http_client(settings: Settings) -> httpx.Client:
         follow_redirects=False,
         headers={"user-agent": USER_AGENT},
     )
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's CAs), built once per process and shared.
+
+    Building it loads the CA bundle: ~23 ms of CPU, which every ``httpx.Client`` would pay
+    again, and a task builds a client per call (a poll of a live job cost ~25 ms of CPU, nearly
+    all of it this; benchmarks/RESULTS.md, "Polling cost"). An ``SSLContext`` may be shared
+    by threads; its settings are never changed after this.
+    """
+    return httpx.create_ssl_context()
 
 
 def build_client(

@@ -11,6 +11,7 @@ from shared.errors import RunError
 from shared.jsonl import (
     MISSING_ERROR,
     OutcomeStats,
+    OutOfOrder,
     classify_output,
     fail_all,
     is_retryable,
@@ -316,3 +317,57 @@ def test_spilled_sort_keeps_duplicates_and_strays_as_in_memory(tmp_path: Path):
     stats = in_memory[0]
     assert stats.duplicates > 0 and stats.strays > 0 and stats.missing > 0
     assert stats.output_lines == len(output)
+
+
+def _mixed_output(seed: int, shuffle: bool) -> list[bytes]:
+    """Responses, errors, duplicates of both, strays (201..229), missing lines, unusable
+    lines; each line's records kept together, lines ascending unless ``shuffle``."""
+    rng = random.Random(seed)
+    output = [b"{not json", b'{"key":"request-1","response":{}}']
+    for n in range(1, 230):
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            if rng.random() < 0.6:
+                output.append(orjson.dumps({"key": str(n), "response": response(n, prompt=n)}))
+            else:
+                code = rng.choice([400, 503])
+                output.append(b'{"key":"%d","error":{"code":%d,"message":"m%d"}}' % (n, code, n))
+    if shuffle:
+        rng.shuffle(output)
+    return output
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_in_order_join_gives_the_sorted_bytes_and_counts(tmp_path: Path, seed: int):
+    output = _mixed_output(seed, shuffle=False)
+    lines = list(range(1, 201))
+    raw: dict[bool, tuple[object, bytes, bytes]] = {}
+    for in_order in (False, True):
+        results, errors = io.BytesIO(), io.BytesIO()
+        stats = classify_output(
+            io.BytesIO(b"\n".join(output) + b"\n"),
+            io.BytesIO(part(lines)),
+            results,
+            errors,
+            tmp_dir=str(tmp_path),
+            memory_bytes=3000,  # the sorted way spills many runs
+            in_order=in_order,
+        )
+        raw[in_order] = (stats, results.getvalue(), errors.getvalue())
+    assert raw[True] == raw[False]
+    stats = raw[True][0]
+    assert isinstance(stats, OutcomeStats)
+    assert stats.duplicates > 0 and stats.strays > 2 and stats.missing > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_order_join_stops_at_the_first_line_that_goes_back(tmp_path: Path):
+    output = [orjson.dumps({"key": str(n), "response": response(n)}) for n in (1, 2, 4, 3)]
+    with pytest.raises(OutOfOrder) as raised:
+        collect(output, [1, 2, 3, 4], tmp_path, in_order=True)
+    assert (raised.value.line, raised.value.after) == (3, 4)
+    # a line's records need not be sorted among themselves: an error before a response
+    output = [b'{"key":"1","error":{"code":500,"message":"x"}}', *output[:2]]
+    stats, results, errors = collect(output, [1, 2, 3], tmp_path, in_order=True)
+    assert [r["line"] for r in results] == [1, 2]
+    assert errors == [{"line": 3, "error": MISSING_ERROR, "retryable": True}]
+    assert stats.duplicates == 1

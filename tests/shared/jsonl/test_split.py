@@ -82,7 +82,8 @@ def test_oversize_line_is_rejected_whole(plan: Planner, store: LocalStorage):
     assert (result.lines, result.accepted, result.rejected) == (3, 2, 1)
     [record] = rejected(store)
     assert record["line"] == 2
-    assert record["reason"] == f"line of {len(big)} bytes exceeds the 1000-byte line limit"
+    assert record["reason"] == (
+        f"line of {len(big)} bytes exceeds the 1000-byte line limit (SHARDLINE_LINE_MAX_BYTES)")
     assert record["raw"] == big.decode()
 
 

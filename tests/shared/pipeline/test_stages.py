@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InputFileError, RetryLater, SpecError
+from shared.errors import AccessError, InputFileError, RetryLater, SpecError
 from shared.pipeline.merge import merge_run
 from shared.pipeline.plan import plan_run
 from shared.pipeline.progress import read_progress
@@ -39,7 +39,7 @@ def test_merge_waits_for_every_shard(harness) -> None:
     ctx = harness.start(20, shard_max_requests=10)
     plan_run(ctx)
     harness.drive_shard(ctx, 0)
-    with pytest.raises(RetryLater, match="1 of 2 shards not final"):
+    with pytest.raises(RetryLater, match="1 of 2 shards final, waiting for shard 1"):
         merge_run(ctx)
     harness.drive_shard(ctx, 1)
     assert merge_run(ctx).counts.results == 20
@@ -66,7 +66,7 @@ def test_start_is_idempotent_per_key(harness, tmp_path: Path) -> None:
     again = register_run(harness.settings, spec)
     assert first.created and not again.created and first.run_id == again.run_id
     other = spec.model_copy(update={"output_uri": str(tmp_path / "elsewhere")})
-    with pytest.raises(SpecError, match="already used for a different run spec"):
+    with pytest.raises(SpecError, match="already used by this client for a different run spec"):
         register_run(harness.settings, other)
 
 
@@ -81,5 +81,5 @@ def test_two_runs_never_share_an_output(harness, tmp_path: Path) -> None:
     source.write_text('{"contents": [{"parts": [{"text": "x"}]}]}\n')
     out = str(tmp_path / "o")
     register_run(harness.settings, RunSpec(input_uri=str(source), output_uri=out))
-    with pytest.raises(SpecError, match="already holds run"):
+    with pytest.raises(AccessError, match="holds another run"):
         register_run(harness.settings, RunSpec(input_uri=str(source), output_uri=out))

@@ -107,3 +107,16 @@ def test_storage_error_mapping() -> None:
     assert type(long) is StorageError
     assert "second line" not in str(long)
     assert len(str(long)) < 400
+
+
+@pytest.mark.parametrize("reply", [
+    # obstore's words when no credential is configured and the metadata endpoint refuses
+    "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token in "
+    "1.44ms - Server returned non-2xx status code: 403 Forbidden: resolve_deny",
+    "Generic GCS error: Error performing GET http://metadata.google.internal/computeMetadata/"
+    "v1/instance/service-accounts/default/token: connection refused",
+])
+def test_no_credentials_says_so_instead_of_the_metadata_endpoint(reply: str) -> None:
+    error = storage_error(OSError(reply), "read", "s3://b/out/_shardline/run.json")
+    assert str(error).startswith("cannot read s3://b/out/_shardline/run.json: no credentials:")
+    assert "169.254" not in str(error) and "403" not in str(error)
