@@ -74,7 +74,7 @@ def _owner(request: Request, emulator: Emulator) -> str:
         key = bearer.removeprefix("Bearer ").strip()  # newer SDKs send the key this way
     if not key:
         raise AnthropicError(401, "authentication_error", "x-api-key header is required")
-    if emulator.config.api_keys and key not in emulator.config.api_keys:
+    if not emulator.config.accepts(key):
         raise AnthropicError(401, "authentication_error", "invalid x-api-key")
     if not request.headers.get("anthropic-version"):
         raise _invalid("anthropic-version: header is required")

@@ -44,7 +44,7 @@ from emulator.calls import Call, error_response
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, invalid_key, missing_key, quota_exhausted
 from emulator.faults import HttpFault
-from emulator.state import Emulator, fingerprint
+from emulator.state import Emulator, owner_of
 
 Handler = Callable[[Call], Awaitable[Response]]
 _VER = r"(?P<ver>v1beta|v1alpha|v1)"
@@ -120,9 +120,9 @@ def _authenticate(request: Request, emulator: Emulator) -> str:
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
     if not key:
         raise missing_key()
-    if emulator.config.api_keys and key not in emulator.config.api_keys:
+    if not emulator.config.accepts(key):
         raise invalid_key()
-    return fingerprint(key)
+    return owner_of(key, emulator.config)
 
 
 def _fault_error(fault: HttpFault, endpoint: str) -> ApiError:

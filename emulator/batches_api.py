@@ -1,7 +1,7 @@
 """Batch API methods: create (generate, embed), get, list, cancel, delete.
 
 Limits checked at create, as the live API does (429 RESOURCE_EXHAUSTED with RetryInfo):
-concurrent live jobs per key, and tokens enqueued per key and model (estimated at 4 chars a
+concurrent live jobs per project, and tokens enqueued per project and model (estimated at 4 chars a
 token from an inline request's text; from ``sizeBytes / 4`` for an input file, which is what
 the create call can know without reading 2 GB).
 """

@@ -17,7 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from emulator.app import create_app
-from emulator.config import EmulatorConfig, config_from_env, load_faults
+from emulator.config import EmulatorConfig, config_from_env, load_faults, parse_projects
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -85,11 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Send Retry-After on quota 429s (the live API does not).",
     )
-    parser.add_argument("--max-live-jobs", type=int, help="Concurrent live jobs per key (100).")
     parser.add_argument(
-        "--token-budget", type=int, help="Enqueued tokens per key and model (unlimited)."
+        "--projects",
+        action="append",
+        metavar="NAME=KEY1,KEY2;...",
+        help="Group keys into Google Cloud projects (repeatable): keys of one project share "
+        "its files, jobs and limits. A key in no project is a project of its own.",
     )
-    parser.add_argument("--storage-bytes", type=int, help="File bytes one key may hold (20 GB).")
+    parser.add_argument(
+        "--max-live-jobs", type=int, help="Concurrent live jobs per project (100)."
+    )
+    parser.add_argument(
+        "--token-budget", type=int, help="Enqueued tokens per project and model (unlimited)."
+    )
+    parser.add_argument(
+        "--storage-bytes", type=int, help="File bytes one project may hold (20 GB)."
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level.")
     return parser
 
@@ -110,6 +121,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         "storage_bytes_per_key": args.storage_bytes,
     }
     values.update({name: value for name, value in flags.items() if value is not None})
+    if args.projects:
+        values["projects"] = parse_projects(";".join(args.projects))
     if args.faults:
         values["faults"] = load_faults(Path(args.faults))
     return EmulatorConfig.model_validate(values)

@@ -7,12 +7,13 @@ so a test that builds ``EmulatorConfig(...)`` is never surprised by the develope
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from emulator.faults import FaultConfig
 
@@ -21,11 +22,16 @@ MAX_FILE_BYTES = 2_147_483_648
 #: 48 h: how long a file lives, and how long a job may stay live before it EXPIRES.
 FORTY_EIGHT_HOURS = 48 * 3600.0
 
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
 
 class EmulatorConfig(BaseModel):
     """Everything that shapes one emulator instance.
 
     Times are *emulated* seconds; ``time_scale`` says how many pass per real second.
+    Files, jobs and the ``*_per_key`` limits belong to the caller's project, as at Google:
+    with ``projects``, the keys of one project see the same files and jobs and share one
+    set of limits; a key in no project is a project of its own.
     With the defaults a job is PENDING 30 s and RUNNING 90 s emulated: 2 s of real time.
     """
 
@@ -35,6 +41,11 @@ class EmulatorConfig(BaseModel):
     port: int = Field(default=8089, ge=0, le=65535)
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted keys; empty accepts any non-empty key."
+    )
+    projects: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Google Cloud projects: name -> its keys (accepted keys too). Keys of one "
+        "project share its files, jobs and limits; a key in no project is a project of its own.",
     )
     time_scale: float = Field(default=60.0, gt=0, description="Emulated seconds per real second.")
     data_dir: Path | None = Field(
@@ -46,7 +57,7 @@ class EmulatorConfig(BaseModel):
         default=None, description="Base of absolute URLs handed out; default from the request."
     )
 
-    # Files
+    # Files (limits are per project: a key's own, or the one it is grouped into)
     max_file_bytes: int = Field(default=MAX_FILE_BYTES, gt=0)
     storage_bytes_per_key: int = Field(default=20 * 1_000_000_000, gt=0)
     file_ttl_seconds: float = Field(default=FORTY_EIGHT_HOURS, gt=0)
@@ -59,7 +70,7 @@ class EmulatorConfig(BaseModel):
     max_inline_request_bytes: int = Field(default=20_000_000, gt=0)
     max_live_jobs_per_key: int = Field(default=100, gt=0)
     enqueued_token_budget: int | None = Field(
-        default=None, gt=0, description="Enqueued tokens per key and model; None is unlimited."
+        default=None, gt=0, description="Enqueued tokens per project and model; None: unlimited."
     )
     enqueued_token_budgets: dict[str, int] = Field(
         default_factory=dict, description="Per-model overrides, keyed by model id."
@@ -73,6 +84,38 @@ class EmulatorConfig(BaseModel):
     worker_threads: int = Field(default=2, gt=0)
     scramble_buckets: int = Field(default=16, ge=2, le=256)
 
+    @field_validator("projects")
+    @classmethod
+    def _one_project_per_key(cls, projects: dict[str, list[str]]) -> dict[str, list[str]]:
+        # Messages name projects, never keys.
+        seen: dict[str, str] = {}
+        for name, keys in projects.items():
+            if not _PROJECT_NAME.fullmatch(name):
+                raise ValueError(f"project name {name!r}: use letters, digits, '.', '_', '-'")
+            if not keys:
+                raise ValueError(f"project {name!r} has no keys")
+            for key in keys:
+                if key in seen and seen[key] != name:
+                    raise ValueError(f"projects {seen[key]!r} and {name!r} share a key")
+                seen[key] = name
+        return projects
+
+    def accepts(self, api_key: str) -> bool:
+        """Whether a key is valid: any non-empty one, unless keys are listed (``api_keys``,
+        or a project's keys, which are accepted too)."""
+        if not api_key:
+            return False
+        if not self.api_keys:
+            return True
+        return api_key in self.api_keys or self.project_of(api_key) is not None
+
+    def project_of(self, api_key: str) -> str | None:
+        """The project a key is grouped into (None: the key is a project of its own)."""
+        for name, keys in self.projects.items():
+            if api_key in keys:
+                return name
+        return None
+
     # OpenAI-style batches (served under /openai/v1)
     openai_max_file_bytes: int = Field(default=200 * 1_000_000, gt=0)
     openai_max_requests_per_batch: int = Field(default=50_000, gt=0)
@@ -85,6 +128,19 @@ class EmulatorConfig(BaseModel):
         """The enqueued-token budget of one model (``models/`` prefix optional)."""
         bare = model.removeprefix("models/")
         return self.enqueued_token_budgets.get(bare, self.enqueued_token_budget)
+
+
+def parse_projects(text: str) -> dict[str, list[str]]:
+    """``"projA=KEY1,KEY2;projB=KEY3"`` -> ``{"projA": ["KEY1", "KEY2"], "projB": ["KEY3"]}``."""
+    projects: dict[str, list[str]] = {}
+    for group in filter(None, (part.strip() for part in text.split(";"))):
+        name, sep, keys = group.partition("=")
+        if not sep or not name.strip():
+            raise ValueError("a project group is NAME=KEY1,KEY2 (groups separated by ';')")
+        projects.setdefault(name.strip(), []).extend(
+            key.strip() for key in keys.split(",") if key.strip()
+        )
+    return projects
 
 
 def load_faults(source: str | Path) -> FaultConfig:
@@ -112,7 +168,9 @@ _ENV_FIELDS = {
 def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Config fields set by ``EMULATOR_*`` variables (the CLI lets flags override them).
 
-    ``EMULATOR_API_KEYS`` is comma separated; ``EMULATOR_FAULTS`` is JSON text or a path;
+    ``EMULATOR_API_KEYS`` is comma separated; ``EMULATOR_PROJECTS`` is
+    ``projA=KEY1,KEY2;projB=KEY3`` (:func:`parse_projects`); ``EMULATOR_FAULTS`` is JSON
+    text or a path;
     ``EMULATOR_KEEP_ORDER`` and ``EMULATOR_ALLOW_DOWNLOAD_UPLOADED`` take 1/true/yes.
     """
     env = os.environ if environ is None else environ
@@ -122,6 +180,8 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             values[field] = env[name]
     if env.get("EMULATOR_API_KEYS"):
         values["api_keys"] = [k.strip() for k in env["EMULATOR_API_KEYS"].split(",") if k.strip()]
+    if env.get("EMULATOR_PROJECTS"):
+        values["projects"] = parse_projects(env["EMULATOR_PROJECTS"])
     if env.get("EMULATOR_FAULTS"):
         values["faults"] = load_faults(env["EMULATOR_FAULTS"])
     for name, field in (

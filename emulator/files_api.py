@@ -31,7 +31,7 @@ async def list_files(call: Call) -> Response:
     mine = [
         f
         for f in list(emulator.store.files.values())
-        if f.owner == call.owner and f.expiration_time > now
+        if f.owner == call.owner and f.expiration_time > now and emulator.visible(f)
     ]
     shown, token = paginate(
         mine,

@@ -122,6 +122,11 @@ class JobManager:
         job.error = error
         if state != "SUCCEEDED":
             self.stop_work(job.id)
+            if job.output_file is not None:
+                # No results for a job that did not succeed: its work may have written the
+                # output file already (the work runs ahead of the visible state).
+                self.store.delete_file(job.output_file)
+                job.output_file = None
         self.store.save_job(job)
 
     def cancel(self, job: JobRecord) -> None:

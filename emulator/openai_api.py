@@ -101,7 +101,7 @@ def _owner(request: Request, emulator: Emulator) -> str:
     key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     if not key:
         raise OpenAIError(401, "You didn't provide an API key.", code="missing_api_key")
-    if emulator.config.api_keys and key not in emulator.config.api_keys:
+    if not emulator.config.accepts(key):
         raise OpenAIError(401, "Incorrect API key provided.", code="invalid_api_key")
     return fingerprint(key)
 

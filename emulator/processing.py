@@ -172,6 +172,10 @@ class JobWork:
             )
         )
         self.job.output_file = output_id
+        if self.cancel.is_set():  # ended (cancelled, expired) while the file was saved
+            self.store.delete_file(output_id)
+            self.job.output_file = None
+            raise JobCancelledError
 
     # ---- OpenAI-style file jobs --------------------------------------------------------
     def _openai_answer(self, raw: bytes, index: int) -> tuple[bool, bytes]:

@@ -1,6 +1,7 @@
 """What the emulator remembers about files, upload sessions and jobs (persisted as JSON).
 
-Times are emulated UNIX seconds. ``owner`` is a fingerprint of the API key, never the key.
+Times are emulated UNIX seconds. ``owner`` is a fingerprint of the API key, or ``project:<name>``
+when the key is grouped into a project (:func:`emulator.state.owner_of`); never the key.
 """
 
 from __future__ import annotations

@@ -48,6 +48,16 @@ def fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
+def owner_of(api_key: str, config: EmulatorConfig) -> str:
+    """Who owns what a key makes: its project (``project:<name>``), else the key itself.
+
+    Files and batch jobs belong to a Google Cloud project, not to the key that made them:
+    every key of the project sees them, and the project's limits count them.
+    """
+    project = config.project_of(api_key)
+    return f"project:{project}" if project is not None else fingerprint(api_key)
+
+
 class Emulator:
     """Everything one running emulator holds."""
 
@@ -116,10 +126,22 @@ class Emulator:
             if session.create_time + self.config.file_ttl_seconds <= now:
                 self.store.delete_upload(session.id)  # abandoned or long finished
 
+    def visible(self, record: FileRecord) -> bool:
+        """Whether the Files API shows the file: a batch's output appears with the job's
+        results (SUCCEEDED and attached), not while its work runs ahead of the job's state.
+        The output of a deleted job stays visible (deleting a job keeps its output)."""
+        if record.source != "GENERATED":
+            return True
+        job = self.store.jobs.get(record.id.removeprefix("batch-"))
+        if job is None:
+            return True
+        self.jobs.refresh(job)
+        return self.jobs.output_visible(job)
+
     def live_file(self, file_id: str, owner: str) -> FileRecord | None:
-        """The file if it exists, belongs to ``owner`` and has not expired."""
+        """The file if it exists, belongs to ``owner``, is visible and has not expired."""
         record = self.store.files.get(file_id)
-        if record is None or record.owner != owner:
+        if record is None or record.owner != owner or not self.visible(record):
             return None
         if record.expiration_time <= self.clock.now():
             self.store.delete_file(file_id)
@@ -127,7 +149,7 @@ class Emulator:
         return record
 
     def held_bytes(self, owner: str) -> int:
-        """Bytes counted against the per-key storage cap: uploaded files plus open uploads."""
+        """Bytes counted against the project's storage cap: uploaded files plus open uploads."""
         now = self.clock.now()
         held = sum(
             f.size_bytes

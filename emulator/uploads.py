@@ -74,7 +74,7 @@ class _Progress:
 def _quota(call: Call) -> ApiError:
     config = call.emulator.config
     return quota_exhausted(
-        f"File storage quota exceeded: this key may hold {config.storage_bytes_per_key} bytes.",
+        f"File storage quota exceeded: this project may hold {config.storage_bytes_per_key} bytes.",
         retry_delay_seconds=config.quota_retry_delay_seconds,
         quota_metric="generativelanguage.googleapis.com/file_storage_bytes",
         quota_id="FileStorageBytesPerProject",

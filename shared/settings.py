@@ -8,16 +8,27 @@ Secrets: the API key is a ``SecretStr`` read from ``SHARDLINE_API_KEY`` (or
 (``SHARDLINE_SECRETS_DIR``, default ``/run/secrets`` when it exists), the layout Docker and
 Kubernetes secrets use. A key pool for admission across keys is ``SHARDLINE_API_KEYS``
 (comma separated).
+
+Key pools and Google Cloud projects: the provider's limits (live batch jobs, enqueued tokens,
+file storage, the spend caps) belong to a project, and every key of a project shares them.
+An entry ``label:KEY`` of ``SHARDLINE_API_KEYS`` says which project a key belongs to; keys
+without a label (and ``SHARDLINE_API_KEY`` unless it is also listed with one) form ONE
+project, :data:`DEFAULT_PROJECT`. That default is the safe one: counting two keys of one
+project as two projects would admit twice what the provider allows, and every extra job
+would meet a 429; counting two projects as one only leaves capacity unused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -44,6 +55,35 @@ ANTHROPIC_API_BASE_URL = "https://api.anthropic.com"
 #: is 20 MB), far below a shard, so one line can never take a worker's memory with it.
 DEFAULT_LINE_MAX_BYTES = 32 * 1024 * 1024
 ENV_PREFIX = "SHARDLINE_"
+#: The project of every key given without a ``label:`` (see the module docstring).
+DEFAULT_PROJECT = "default"
+_PROJECT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class PoolKey(BaseModel):
+    """One key of the pool and the Google Cloud project it belongs to (None: unlabelled)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: SecretStr
+    project: str | None = None
+
+    @classmethod
+    def parse(cls, entry: str | SecretStr, position: int) -> PoolKey:
+        """``KEY`` or ``label:KEY``; errors name the entry's position, never its text."""
+        text = entry.get_secret_value() if isinstance(entry, SecretStr) else entry
+        label, sep, key = text.strip().partition(":")
+        if not sep:
+            return cls(key=SecretStr(label))
+        where = f"SHARDLINE_API_KEYS entry {position}"
+        if not _PROJECT_LABEL.fullmatch(label.strip()):
+            raise ValueError(
+                f"{where}: the part before ':' must be a project label (letters, digits, "
+                "'.', '_', '-', at most 63)"
+            )
+        if not key.strip():
+            raise ValueError(f"{where}: no key after the project label")
+        return cls(key=SecretStr(key.strip()), project=label.strip())
 
 
 def _default_state_uri() -> str:
@@ -68,6 +108,7 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
+        hide_input_in_errors=True,  # a refused value may be (or contain) a key
     )
 
     # Provider
@@ -75,8 +116,9 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("SHARDLINE_API_KEY", "GEMINI_API_KEY", "api_key"),
     )
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Optional pool of keys (comma separated)."
+    api_keys: Annotated[list[PoolKey], NoDecode] = Field(
+        default_factory=list,
+        description="Optional pool of keys, comma separated, each ``KEY`` or ``project:KEY``.",
     )
     api_base_url: str = GOOGLE_API_BASE_URL
     api_version: str = "v1beta"
@@ -183,8 +225,18 @@ class Settings(BaseSettings):
     max_request_attempts: int = Field(default=3, ge=1)
     max_job_attempts: int = Field(default=3, ge=1)
 
-    # Admission control (shared by every worker through Redis)
-    max_live_jobs_per_key: int = Field(default=100, gt=0)
+    # Admission control (shared by every worker through Redis), per Google Cloud project.
+    # The old name ..._PER_KEY is still read: the limit always was the project's.
+    max_live_jobs_per_project: int = Field(
+        default=100,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SHARDLINE_MAX_LIVE_JOBS_PER_PROJECT",
+            "SHARDLINE_MAX_LIVE_JOBS_PER_KEY",
+            "max_live_jobs_per_project",
+            "max_live_jobs_per_key",
+        ),
+    )
     reconcile_interval_seconds: float = Field(
         default=300.0, gt=0, description="How often beat runs the reconciler."
     )
@@ -195,11 +247,23 @@ class Settings(BaseSettings):
     # Logs
     log_json: bool = False
 
-    @field_validator("api_keys", "openai_api_keys", "anthropic_api_keys", mode="before")
+    @field_validator("openai_api_keys", "anthropic_api_keys", mode="before")
+    @classmethod
+    def _split_plain_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [
+                PoolKey.parse(item, position) if isinstance(item, str | SecretStr) else item
+                for position, item in enumerate(value, 1)
+            ]
         return value
 
     @field_validator("generate_model", "embed_model")
@@ -222,6 +286,20 @@ class Settings(BaseSettings):
         return 0.8 * limit
 
     @model_validator(mode="after")
+    def _one_project_per_key(self) -> Settings:
+        labels: dict[str, str] = {}
+        for position, entry in enumerate(self.api_keys, 1):
+            raw = entry.key.get_secret_value()
+            if entry.project is None:
+                continue
+            if labels.setdefault(raw, entry.project) != entry.project:
+                raise ValueError(
+                    f"SHARDLINE_API_KEYS entry {position}: the same key is listed with "
+                    f"projects {labels[raw]!r} and {entry.project!r}; a key belongs to one"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _poll_fits_visibility(self) -> Settings:
         if self.poll_max_seconds >= self.countdown_cap_seconds:
             raise ValueError(
@@ -235,12 +313,12 @@ class Settings(BaseSettings):
 
     def key_pool(self, provider: ProviderName = "gemini") -> list[SecretStr]:
         """Every configured key of ``provider``, primary first, without repeats."""
+        if provider == "gemini":
+            return [key for key, _ in self.key_projects()]
         if provider == "openai":
             primary, pool = self.openai_api_key, self.openai_api_keys
-        elif provider == "anthropic":
-            primary, pool = self.anthropic_api_key, self.anthropic_api_keys
         else:
-            primary, pool = self.api_key, self.api_keys
+            primary, pool = self.anthropic_api_key, self.anthropic_api_keys
         keys: list[SecretStr] = []
         seen: set[str] = set()
         for key in ([primary] if primary else []) + list(pool):
@@ -249,6 +327,26 @@ class Settings(BaseSettings):
                 seen.add(raw)
                 keys.append(key)
         return keys
+
+    def key_projects(self) -> list[tuple[SecretStr, str]]:
+        """Every configured key with its project label, primary first, without repeats.
+
+        A key's label is the one it is listed with in ``SHARDLINE_API_KEYS``; a key listed
+        without one (or only as ``SHARDLINE_API_KEY``) is in :data:`DEFAULT_PROJECT`.
+        """
+        entries = ([PoolKey(key=self.api_key)] if self.api_key else []) + list(self.api_keys)
+        labels: dict[str, str] = {}
+        order: list[SecretStr] = []
+        for entry in entries:
+            raw = entry.key.get_secret_value()
+            if not raw:
+                continue
+            if raw not in labels:
+                order.append(entry.key)
+                labels[raw] = DEFAULT_PROJECT
+            if entry.project is not None:
+                labels[raw] = entry.project
+        return [(key, labels[key.get_secret_value()]) for key in order]
 
     def default_model(self, provider: ProviderName, kind: str) -> str:
         """The model of a run that names none."""

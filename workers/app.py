@@ -160,4 +160,10 @@ def configure(settings: Settings) -> ShardlineCelery:
     app._settings = settings
     app._coordination = None
     app.conf.update(celery_config(settings))
+    # Connections and producers made before point at the previous broker: drop them, as
+    # Celery does after a fork, so the next send uses this configuration's broker.
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
     return app

@@ -1,4 +1,4 @@
-"""The ``shardline`` command: run, submit, status, watch, cancel, resume, list, demo, ...
+"""The ``shardline`` command: run, submit, status, watch, cancel, resume, list, sweep, demo, ...
 
 Exit codes: 0 done (every request accounted for) or submitted; 1 the run ended ``failed``
 (nothing succeeded: no usable line, every request an error, a poison message; the reason on
@@ -22,6 +22,7 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from rich.console import Console
 
+from shared.apikeys import ApiKeyPool
 from shared.errors import (
     ConfigError,
     InputError,
@@ -35,6 +36,7 @@ from shared.pipeline.cancel import cancel_run
 from shared.pipeline.context import run_context
 from shared.pipeline.progress import RunProgress, read_progress
 from shared.pipeline.start import RegisteredRun, lookup_run, register_run, registry
+from shared.pipeline.sweep import sweep_orphans
 from shared.run.spec import DEFAULT_CLIENT, RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
 from shared.settings import ProviderName, Settings, load_settings, require_api_key
@@ -274,6 +276,29 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """Free provider files and jobs Shardline made and no longer needs (the orphan sweep)."""
+    ApiKeyPool(settings.key_pool()).primary()  # a clear error when no key is configured
+    report = sweep_orphans(settings, dry_run=args.dry_run)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        verbs = {"delete_file": "delete file", "cancel_job": "cancel job",
+                 "delete_job": "delete job"}
+        for item in report.actions:
+            done = "would " if report.dry_run else ("" if item.done else "FAILED ")
+            size = f" ({item.size_bytes} bytes)" if item.size_bytes else ""
+            print(f"{done}{verbs[item.kind]} {item.name}{size}: {item.part}: {item.reason}")
+        kept = ", ".join(f"{count} {why}" for why, count in report.kept.items()) or "nothing"
+        print(f"swept {report.keys_listed} key(s): {report.files_deleted} file(s) deleted "
+              f"({report.bytes_freed} bytes), {report.jobs_cancelled} job(s) cancelled, "
+              f"{report.jobs_deleted} deleted; kept {kept}"
+              + (" (dry run: nothing changed)" if report.dry_run else ""))
+    for error in report.errors:
+        print(f"shardline: sweep: {error}", file=sys.stderr)
+    return EXIT_FAILURE if report.errors else EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     print(orjson.dumps(run_spec_schema(), option=orjson.OPT_INDENT_2).decode())
     return EXIT_OK
@@ -379,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with a broker: enqueue and return instead of watching")
     listing = command("list", cmd_list, "list recent runs")
     listing.add_argument("--limit", type=int, default=20)
+    sweep = command("sweep", cmd_sweep, "free provider files and jobs of finished or forgotten "
+                    "parts (never anything Shardline did not make)")
+    sweep.add_argument("--dry-run", action="store_true", help="only report what it would do")
+    sweep.add_argument("--json", action="store_true")
     command("schema", cmd_schema, "print the JSON schema of the start_run payload")
     demo = command("demo", cmd_demo, "run a sample workload against the bundled emulator")
     demo.add_argument("--dir", default="shardline-demo", help="where the demo writes")

@@ -1,9 +1,10 @@
-"""The Lua scripts that read and change one API key's holdings atomically inside Redis.
+"""The Lua scripts that read and change one project's holdings atomically inside Redis.
 
-Every script gets the six keys of one fingerprint (see :func:`keys_of`), all in one hash
-slot, and starts the same way: ``ARGV[1]`` is the time in ms (empty: the server's clock),
-``ARGV[2]`` and ``ARGV[3]`` the time-to-live of a job holding and of a file holding; then it
-drops every holding older than its TTL, so a holder whose worker died leaks only that long.
+Every script gets the six keys of one scope (a project, see :mod:`shared.admission.ledger`,
+and :func:`keys_of`), all in one hash slot, and starts the same way: ``ARGV[1]`` is the time
+in ms (empty: the server's clock), ``ARGV[2]`` and ``ARGV[3]`` the time-to-live of a job
+holding and of a file holding; then it drops every holding older than its TTL, so a holder
+whose worker died leaks only that long.
 
 Numbers are kept as integer strings: increments reuse the caller's or the stored text, never
 a Lua double printed back.
@@ -146,13 +147,16 @@ return {
 )
 
 
-def keys_of(key_fingerprint: str) -> list[str]:
-    """The six Redis keys every script takes, in its ``KEYS`` order."""
+def keys_of(scope: str) -> list[str]:
+    """The six Redis keys every script takes, in its ``KEYS`` order.
+
+    ``scope`` is ``project-<label>``, or a key fingerprint counted on its own.
+    """
     return [
-        names.redis_live_jobs(key_fingerprint),
-        names.redis_job_claims(key_fingerprint),
-        names.redis_tokens(key_fingerprint),
-        names.redis_file_holders(key_fingerprint),
-        names.redis_file_claims(key_fingerprint),
-        names.redis_file_bytes(key_fingerprint),
+        names.redis_live_jobs(scope),
+        names.redis_job_claims(scope),
+        names.redis_tokens(scope),
+        names.redis_file_holders(scope),
+        names.redis_file_claims(scope),
+        names.redis_file_bytes(scope),
     ]

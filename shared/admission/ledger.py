@@ -1,7 +1,15 @@
-"""Admission control across workers: what each API key holds at the provider, kept in Redis.
+"""Admission control across workers: what each Google Cloud project holds at the provider.
 
-A *holder* is one part of one attempt (:func:`shared.names.redis_holder`); it holds, per key
-fingerprint, at most one live-job slot (with the tokens it enqueued, per model) and at most one
+The provider's limits (100 live batch jobs, enqueued tokens per model, 20 GB of files) belong
+to a *project*, and every key of a project shares them. Callers still name a key by its
+fingerprint; the ledger counts under the key's project (:meth:`Settings.key_projects`:
+``label:KEY`` entries of ``SHARDLINE_API_KEYS``, unlabelled keys all in one project). So two
+keys of one project add no capacity, and keys of two projects add theirs. A fingerprint the
+settings do not name (a key since removed from the pool) is counted as a project of its own.
+Every worker must therefore be given the same pool and labels.
+
+A *holder* is one part of one attempt (:func:`shared.names.redis_holder`); it holds, per
+project, at most one live-job slot (with the tokens it enqueued, per model) and at most one
 share of file storage (the bytes of its uploaded input file). Every change is one Lua script,
 so workers racing for the last slot cannot both win, and is idempotent per holder: a task
 redelivered after it acquired counts once, a release sent twice frees once.
@@ -17,14 +25,16 @@ Leaks, and why two remedies:
   holdings younger than a grace period, since a holder writes its record just after acquiring.
 
 Re-acquiring refreshes a holding's time, so a holder still at work is never dropped by TTL.
-Redis holds fingerprints, holder ids, model names and numbers only: never an API key.
+Redis holds project labels, fingerprints, holder ids, model names and numbers only: never an
+API key. Keys are named ``shardline:{project-<label>}:...`` (``{fp-...}`` for a key of its own;
+holdings made under a key's name before projects existed expire by their TTL).
 
 Other limits, by choice:
 
 - No queue: waiters poll with a jittered countdown, first come first served at each retry.
   A part needing most of a budget can wait while small parts keep filling it; it still runs
   once the key drains (a part larger than the whole budget runs alone).
-- The counts are Shardline's view. Jobs or files made outside it with the same key (another
+- The counts are Shardline's view. Jobs or files made outside it in the same project (another
   tool, a lost worker's create found later) are not seen; set the budgets below the
   provider's limits to leave room. Output files the provider generates are not counted: they
   are deleted as soon as they are collected.
@@ -37,7 +47,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +57,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.admission import _lua
 from shared.admission.rules import KeyLoad, Limits, orphans, pick_key, retry_countdown
+from shared.apikeys import fingerprint
 from shared.errors import RetryLater
 from shared.settings import Settings
 
@@ -76,9 +87,11 @@ class Holding(BaseModel):
 
 
 class KeySnapshot(BaseModel):
-    """What one key holds, for status and debugging; secret-free."""
+    """What a key's project holds, for status and debugging; secret-free."""
 
     key_fingerprint: str
+    project: str | None  # None: a fingerprint the settings do not name, counted alone
+    key_fingerprints: list[str]  # every configured key sharing these counts
     taken_at: datetime
     live_jobs: int
     max_live_jobs: int
@@ -98,7 +111,7 @@ class Reconciled(BaseModel):
 
 
 class Admission:
-    """Live-job slots, enqueued tokens and file storage per API key, shared through Redis.
+    """Live-job slots, enqueued tokens and file storage per project, shared through Redis.
 
     ``clock`` (seconds since the epoch) replaces the Redis server's clock, for tests;
     ``retry_seconds`` bounds the jittered countdown of the ``RetryLater`` a refusal raises.
@@ -117,6 +130,7 @@ class Admission:
     ) -> None:
         self.redis = redis_client
         self.limits = Limits.from_settings(settings)
+        self._projects = {fingerprint(key): label for key, label in settings.key_projects()}
         self._ttls = (round(job_ttl_seconds * 1000), round(file_ttl_seconds * 1000))
         self._retry = retry_seconds
         self._clock = clock
@@ -133,8 +147,9 @@ class Admission:
     def acquire_job(self, key_fingerprint: str, holder: str, model: str, tokens: int) -> Admit:
         """Take a live-job slot and ``tokens`` of ``model``'s budget, or raise ``RetryLater``.
 
-        Admitted while the key has fewer live jobs than ``max_live_jobs_per_key`` and the
-        tokens fit ``enqueued_token_budget`` (a part larger than the budget goes alone).
+        Admitted while the key's project has fewer live jobs than
+        ``max_live_jobs_per_project`` and the tokens fit ``enqueued_token_budget`` (a part
+        larger than the budget goes alone).
         """
         _check(key_fingerprint, holder, tokens)
         verdict, live, enqueued = self._run(
@@ -148,13 +163,13 @@ class Admission:
         )
         if verdict == "jobs":
             self._wait(
-                f"key {key_fingerprint} has {live} live batch jobs, the limit is "
+                f"{self._who(key_fingerprint)} has {live} live batch jobs, the limit is "
                 f"{self.limits.max_live_jobs}"
             )
         if verdict == "tokens":
             self._wait(
-                f"key {key_fingerprint} has {enqueued} tokens of {model} enqueued; {tokens} more "
-                f"would pass the budget of {self.limits.token_budget}"
+                f"{self._who(key_fingerprint)} has {enqueued} tokens of {model} enqueued; "
+                f"{tokens} more would pass the budget of {self.limits.token_budget}"
             )
         return Admit(key_fingerprint=key_fingerprint, holder=holder, fresh=verdict == "admit")
 
@@ -176,8 +191,8 @@ class Admission:
         )
         if verdict == "bytes":
             self._wait(
-                f"key {key_fingerprint} holds {held} bytes of uploaded files; {size} more "
-                f"would pass the budget of {self.limits.file_budget_bytes}"
+                f"{self._who(key_fingerprint)} holds {held} bytes of uploaded files; {size} "
+                f"more would pass the budget of {self.limits.file_budget_bytes}"
             )
         return Admit(key_fingerprint=key_fingerprint, holder=holder, fresh=verdict == "admit")
 
@@ -191,25 +206,28 @@ class Admission:
     def loads(
         self, key_fingerprints: Sequence[str], *, model: str, holder: str | None = None
     ) -> list[KeyLoad]:
-        """What each key holds now (one round trip); ``held`` marks keys ``holder`` uses."""
-        for fingerprint in key_fingerprints:
-            _check(fingerprint, holder or "-")
+        """What each key's project holds now (one round trip, one read per project);
+        ``held`` marks keys of a project ``holder`` holds something in."""
+        for fp in key_fingerprints:
+            _check(fp, holder or "-")
+        scopes = list(dict.fromkeys(self._scope(fp) for fp in key_fingerprints))
         pipe = self.redis.pipeline(transaction=False)
-        for fingerprint in key_fingerprints:
-            self._run(self._load, fingerprint, model, holder or "", client=pipe)
-        answers = pipe.execute()
-        return [
-            KeyLoad(
-                key_fingerprint=fingerprint,
-                live_jobs=int(live),
-                enqueued_tokens=int(enqueued),
-                file_bytes=int(file_bytes),
-                held=bool(held),
+        for scope in scopes:
+            self._run(self._load, scope, model, holder or "", client=pipe, scoped=True)
+        answers = dict(zip(scopes, pipe.execute(), strict=True))
+        loads = []
+        for fp in key_fingerprints:
+            live, enqueued, file_bytes, held = answers[self._scope(fp)]
+            loads.append(
+                KeyLoad(
+                    key_fingerprint=fp,
+                    live_jobs=int(live),
+                    enqueued_tokens=int(enqueued),
+                    file_bytes=int(file_bytes),
+                    held=bool(held),
+                )
             )
-            for fingerprint, (live, enqueued, file_bytes, held) in zip(
-                key_fingerprints, answers, strict=True
-            )
-        ]
+        return loads
 
     def choose_key(
         self,
@@ -222,8 +240,9 @@ class Admission:
     ) -> str:
         """The key a new part should upload (and later create its job) with.
 
-        The key ``holder`` already holds something on, if any (a redelivered upload keeps its
-        key); else the key where the part fits now with the most headroom. Advisory only: the
+        A key of the project ``holder`` already holds something in, if any (a redelivered
+        upload stays in its project); else a key of the project where the part fits now with
+        the most headroom (keys of one project tie; pool order decides). Advisory only: the
         acquire that follows is what admits or refuses.
         """
         loads = self.loads(key_fingerprints, model=model, holder=holder)
@@ -245,7 +264,8 @@ class Admission:
         ``jobs``: holders whose batch job is live (or whose create may be under way);
         ``files``: holders whose uploaded file still exists at the provider (or is being
         uploaded). With ``runs``, only holders of those runs are judged; without, the sets
-        must name every live holder of this key, across all runs. Holdings younger than
+        must name every live holder of the key's PROJECT, across all runs and keys
+        (:meth:`reconcile_all` groups a per-key census for that). Holdings younger than
         ``grace_seconds`` are kept, and so is one re-acquired while this call ran.
         """
         raw = self._read(key_fingerprint)
@@ -267,11 +287,44 @@ class Admission:
             files=[holder for holder in judged[1] if next(freed)],
         )
 
+    def reconcile_all(
+        self,
+        key_fingerprints: Sequence[str],
+        *,
+        jobs: Mapping[str, Collection[str]],
+        files: Mapping[str, Collection[str]],
+        grace_seconds: float = RECONCILE_GRACE_SECONDS,
+    ) -> Reconciled:
+        """:meth:`reconcile` every project of ``key_fingerprints`` once.
+
+        ``jobs`` and ``files`` map a key fingerprint to the live holders the records name
+        under it (every run); keys of one project are pooled, so a holder recorded under one
+        key of a project vouches for its holding there whichever key acquired it.
+        """
+        by_scope: dict[str, list[str]] = {}
+        for fp in key_fingerprints:
+            by_scope.setdefault(self._scope(fp), []).append(fp)
+        dropped = Reconciled(jobs=[], files=[])
+        for fps in by_scope.values():
+            found = self.reconcile(
+                fps[0],
+                jobs={h for fp in fps for h in jobs.get(fp, ())},
+                files={h for fp in fps for h in files.get(fp, ())},
+                grace_seconds=grace_seconds,
+            )
+            dropped.jobs.extend(found.jobs)
+            dropped.files.extend(found.files)
+        return dropped
+
     def snapshot(self, key_fingerprint: str) -> KeySnapshot:
-        """Counts, tokens per model, bytes and holders of one key (expired ones dropped)."""
+        """Counts, tokens per model, bytes and holders of the key's project (expired ones
+        dropped)."""
         raw = self._read(key_fingerprint)
+        project = self._projects.get(key_fingerprint)
         return KeySnapshot(
             key_fingerprint=key_fingerprint,
+            project=project,
+            key_fingerprints=[fp for fp, label in self._projects.items() if label == project],
             taken_at=_when(raw.now_ms),
             live_jobs=len(raw.jobs),
             max_live_jobs=self.limits.max_live_jobs,
@@ -307,10 +360,30 @@ class Admission:
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    def _run(self, script: Any, key_fingerprint: str, *args: object, client: Any = None) -> Any:
+    def _run(
+        self,
+        script: Any,
+        key_fingerprint: str,
+        *args: object,
+        client: Any = None,
+        scoped: bool = False,
+    ) -> Any:
+        """Run a script on the holdings of the key's project (``scoped``: given the scope)."""
         now = "" if self._clock is None else str(round(self._clock() * 1000))
         argv = [now, *self._ttls, *args]
-        return script(keys=_lua.keys_of(key_fingerprint), args=argv, client=client)
+        scope = key_fingerprint if scoped else self._scope(key_fingerprint)
+        return script(keys=_lua.keys_of(scope), args=argv, client=client)
+
+    def _scope(self, key_fingerprint: str) -> str:
+        """Whose counts a key's holdings join: its project's, or its own if not configured."""
+        project = self._projects.get(key_fingerprint)
+        return key_fingerprint if project is None else f"project-{project}"
+
+    def _who(self, key_fingerprint: str) -> str:
+        project = self._projects.get(key_fingerprint)
+        if project is None:
+            return f"key {key_fingerprint}"
+        return f"project {project!r} (key {key_fingerprint})"
 
     def _wait(self, reason: str) -> None:
         raise RetryLater(reason, retry_countdown(*self._retry, rng=self._rng))

@@ -18,7 +18,7 @@ JobVerdict = Literal["admit", "jobs", "tokens"]
 
 @dataclass(frozen=True)
 class Limits:
-    """What one API key may hold at the provider at once."""
+    """What one Google Cloud project (all its keys together) may hold at the provider."""
 
     max_live_jobs: int
     token_budget: int | None
@@ -27,7 +27,7 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            max_live_jobs=settings.max_live_jobs_per_key,
+            max_live_jobs=settings.max_live_jobs_per_project,
             token_budget=settings.enqueued_token_budget,
             file_budget_bytes=settings.file_storage_budget_bytes,
         )
@@ -35,13 +35,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class KeyLoad:
-    """What one key holds now, as far as a new part's request is concerned."""
+    """What a key's project holds now, as far as a new part's request is concerned."""
 
     key_fingerprint: str
     live_jobs: int
     enqueued_tokens: int  # of the part's model only: the budget is per model
     file_bytes: int
-    held: bool = False  # the asking holder already holds something on this key
+    held: bool = False  # the asking holder already holds something in this key's project
 
 
 def fits(current: int, request: int, budget: int | None) -> bool:

@@ -6,7 +6,8 @@ vanished): the records say what is left to do, and every step is idempotent. A s
 the visibility timeout (after which the broker itself redelivers) plus two poll intervals.
 Then its latest attempt's chain is sent again, on its own; a run whose shards
 are all final but which has no summary gets its merge sent again. Jobs pending close to the
-provider's 48 h limit are reported, so an operator can act before they expire.
+provider's 48 h limit are reported, so an operator can act before they expire. Last, the
+orphan sweep (:mod:`shared.pipeline.sweep`) frees provider files and jobs nothing needs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from shared.admission import Admission
 from shared.apikeys import ApiKeyPool
 from shared.errors import AccessError, ShardlineError
 from shared.ownership import verify_run
+from shared.pipeline.sweep import SweepReport, sweep_orphans
 from shared.run.records import utcnow
 from shared.run.registry import RunEntry, RunRegistry
 from shared.run.states import BatchState
@@ -51,6 +53,7 @@ class ReconcileReport(BaseModel):
     skipped_entries: list[str] = Field(default_factory=list)
     #: Runs left alone: their output is no longer allowed, or holds another run.
     refused: list[str] = Field(default_factory=list)
+    sweep: SweepReport | None = None
 
 
 def stale_after(settings: Settings) -> timedelta:
@@ -154,9 +157,10 @@ def reconcile(
     restart_merge: Callable[[str, str], None],
     restart_plan: Callable[[str, str], None],
     admission: Admission | None = None,
+    sweep: bool = False,
     now: datetime | None = None,
 ) -> ReconcileReport:
-    """Look at every unfinished run of the registry once."""
+    """Look at every unfinished run of the registry once; with ``sweep``, sweep orphans."""
     report = ReconcileReport()
     moment = now or utcnow()
     policy = AccessPolicy.from_settings(settings)
@@ -171,13 +175,19 @@ def reconcile(
             log.warning("run %s: cannot reconcile: %s", entry.run_id, exc)
             report.unreadable.append(entry.run_id)
     if admission is not None and not report.unreadable:
-        # Holdings of workers that died between acquiring and recording are freed here.
-        pools = (ApiKeyPool(settings.key_pool(name)) for name in get_args(ProviderName))
-        for fingerprint in (fp for pool in pools for fp in pool.fingerprints):
-            dropped = admission.reconcile(
-                fingerprint,
-                jobs=report.live_jobs.get(fingerprint, set()),
-                files=report.live_files.get(fingerprint, set()),
-            )
-            report.admission_dropped += len(dropped.jobs) + len(dropped.files)
+        # Holdings of workers that died between acquiring and recording are freed here,
+        # per project: the census of all its keys together.
+        fingerprints = [
+            fp
+            for name in get_args(ProviderName)
+            for fp in ApiKeyPool(settings.key_pool(name)).fingerprints
+        ]
+        dropped = admission.reconcile_all(
+            fingerprints,
+            jobs=report.live_jobs,
+            files=report.live_files,
+        )
+        report.admission_dropped += len(dropped.jobs) + len(dropped.files)
+    if sweep:
+        report.sweep = sweep_orphans(settings, now=moment)
     return report

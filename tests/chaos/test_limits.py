@@ -1,4 +1,4 @@
-"""The provider's limits: 100 live jobs per key, enqueued tokens per model, 20 GB of files.
+"""The provider's limits: 100 live jobs, enqueued tokens per model, 20 GB of files, per project.
 
 Scaled down so a few parts reach them. Two views:
 
@@ -125,3 +125,26 @@ def test_admission_keeps_file_bytes_under_the_quota(limited: Any) -> None:
     seen = calls(emulator)
     assert seen["files.upload.start 429"] + seen["files.upload.chunk 429"] == 0
     assert "bytes of uploaded files" in log
+
+
+# ---- per Google Cloud project, not per key -----------------------------------------------
+
+
+def test_admission_counts_the_keys_of_one_project_together(limited: Any) -> None:
+    # Two keys of one project at the provider, one live job allowed there. Unlabelled, the
+    # pool is one project for admission too (the safe default): never a 429.
+    one_project = {"projects": {"projA": [TEST_KEY, OTHER_KEY]}, "max_live_jobs_per_key": 1}
+    _run, emulator, log = limited(one_project, api_keys=OTHER_KEY,
+                                  max_live_jobs_per_project="1")
+    assert calls(emulator)["batches.create 429"] == 0
+    assert "project 'default'" in log and "live batch jobs, the limit is 1" in log
+
+
+def test_keys_of_different_projects_add_capacity(limited: Any) -> None:
+    two_projects = {"projects": {"projA": [TEST_KEY], "projB": [OTHER_KEY]},
+                    "max_live_jobs_per_key": 1}
+    _run, emulator, _ = limited(two_projects, api_keys=f"projA:{TEST_KEY},projB:{OTHER_KEY}",
+                                max_live_jobs_per_project="1")
+    assert calls(emulator)["batches.create 429"] == 0
+    assert {job["keyFingerprint"] for job in emulator.jobs()} == {"project:projA",
+                                                                  "project:projB"}

@@ -47,7 +47,9 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(18
 
 LINES = 400  # 4 shards of <= 100 requests; lines 77 and 203 are rejected
 BENCH_SETTINGS = {
-    "api_keys": OTHER_KEY,  # with SHARDLINE_API_KEY: a pool of two keys
+    # With SHARDLINE_API_KEY: a pool of two keys, of two projects (as the emulator has them:
+    # each key its own). Unlabelled, they would count as one project and share its limits.
+    "api_keys": f"other:{OTHER_KEY}",
     "visibility_timeout_seconds": "60",
     "poll_max_seconds": "0.5",
     # No in-process retries (the task retries instead) and a short HTTP timeout: the lease on

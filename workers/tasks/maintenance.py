@@ -28,12 +28,14 @@ def _restart_plan(run_id: str, output_uri: str) -> None:
 
 @app.task(bind=True, name=names.TASK_RECONCILE, acks_late=True)
 def reconcile(self: Task) -> dict[str, Any]:
-    """Re-attach work to runs nobody is moving (lost messages); warn on jobs near expiry."""
+    """Re-attach work to runs nobody is moving (lost messages); warn on jobs near expiry;
+    free provider files and jobs nothing needs (the orphan sweep)."""
     report = reconcile_runs(
         app.settings,
         restart_chain=_restart_chain,
         restart_merge=_restart_merge,
         restart_plan=_restart_plan,
         admission=Admission(app.coordination, app.settings),
+        sweep=True,
     )
     return report.model_dump(mode="json")  # sets become lists: the result is JSON
