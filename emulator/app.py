@@ -16,6 +16,10 @@ Routes (``{ver}`` is ``v1beta`` or ``v1``; ``v1alpha`` is accepted too)::
     POST   /{ver}/batches/{id}:cancel                  batches.cancel
     DELETE /{ver}/batches/{id}                         batches.delete (also ``{id}:delete``)
     *      /_emulator/...                              admin API (see emulator.admin)
+    *      /openai/v1/...                              OpenAI-style files + batches
+                                                       (see emulator.openai_api)
+    *      /anthropic/v1/messages/batches...           Anthropic message batches
+                                                       (see emulator.anthropic_api)
 
 Auth: ``x-goog-api-key`` or ``?key=``; upload chunk calls need none (the upload id is the
 credential). Everything a key creates is visible to that key only.
@@ -35,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from emulator import admin, batches_api, files_api, uploads
+from emulator import admin, anthropic_api, batches_api, files_api, openai_api, uploads
 from emulator.calls import Call, error_response
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, invalid_key, missing_key, quota_exhausted
@@ -143,6 +147,10 @@ async def _dispatch(request: Request) -> Response:
     path, method = request.url.path, request.method
     if path.startswith("/_emulator/"):
         return await admin.handle(request, emulator)
+    if path.startswith(openai_api.PREFIX + "/"):
+        return await openai_api.handle(request, emulator)
+    if path.startswith("/anthropic/"):
+        return await anthropic_api.handle(request, emulator)
     matched = _match(method, path)
     if matched is None:
         emulator.requests["unknown"] += 1

@@ -116,6 +116,14 @@ class EmulatorConfig(BaseModel):
                 return name
         return None
 
+    # OpenAI-style batches (served under /openai/v1)
+    openai_max_file_bytes: int = Field(default=200 * 1_000_000, gt=0)
+    openai_max_requests_per_batch: int = Field(default=50_000, gt=0)
+
+    # Anthropic Message Batches (served under /anthropic/v1)
+    anthropic_max_body_bytes: int = Field(default=256 * 1_000_000, gt=0)
+    anthropic_max_requests_per_batch: int = Field(default=100_000, gt=0)
+
     def token_budget(self, model: str) -> int | None:
         """The enqueued-token budget of one model (``models/`` prefix optional)."""
         bare = model.removeprefix("models/")

@@ -30,6 +30,8 @@ class FileRecord(BaseModel):
     expiration_time: float
     source: Literal["UPLOADED", "GENERATED"] = "UPLOADED"
     line_count: int = Field(default=0, description="Lines in the bytes; a batch's request count.")
+    #: OpenAI-style files only: ``batch`` (uploaded) or ``batch_output`` (generated).
+    purpose: str | None = None
 
 
 class UploadRecord(BaseModel):
@@ -71,9 +73,21 @@ class JobRecord(BaseModel):
     work_done: bool = False
     work_done_at: float | None = None
     output_file: str | None = None
+    # OpenAI-style batches (``api == "openai"``): their own fields.
+    api: Literal["gemini", "openai", "anthropic"] = "gemini"
+    endpoint: str | None = None
+    completion_window: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    error_file: str | None = None
+    #: A failed validation (the batch ends ``failed`` with these ``errors.data``).
+    validation_errors: list[dict[str, object]] = Field(default_factory=list)
 
     @property
     def name(self) -> str:
+        if self.api == "openai":
+            return f"batch_{self.id}"
+        if self.api == "anthropic":
+            return f"msgbatch_{self.id}"
         return f"batches/{self.id}"
 
     @property

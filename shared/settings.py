@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -47,6 +47,10 @@ PROVIDER_MAX_FILE_BYTES = 2_147_483_648
 #: a shard past the cut can never push it past what the provider accepts.
 DEFAULT_SHARD_MAX_BYTES = 2_000_000_000
 GOOGLE_API_BASE_URL = "https://generativelanguage.googleapis.com"
+OPENAI_API_BASE_URL = "https://api.openai.com/v1"
+#: The providers a run can use (RunSpec ``provider``, ``SHARDLINE_PROVIDER``).
+ProviderName = Literal["gemini", "openai", "anthropic"]
+ANTHROPIC_API_BASE_URL = "https://api.anthropic.com"
 #: Default cap on one input line: far above any real request (the provider's inline limit
 #: is 20 MB), far below a shard, so one line can never take a worker's memory with it.
 DEFAULT_LINE_MAX_BYTES = 32 * 1024 * 1024
@@ -118,8 +122,42 @@ class Settings(BaseSettings):
     )
     api_base_url: str = GOOGLE_API_BASE_URL
     api_version: str = "v1beta"
+    gemini_inline_max_bytes: int = Field(
+        default=10_000_000, ge=0, le=19_000_000,
+        description="Gemini parts up to this many staged bytes go inline (0: never).",
+    )
+    provider: ProviderName = Field(
+        default="gemini", description="The provider of runs that do not name one."
+    )
     http_timeout_seconds: float = Field(default=120.0, gt=0)
     http_max_retries: int = Field(default=5, ge=0)
+
+    # OpenAI-style Batch API (OpenAI, Azure OpenAI, any service with the same endpoints).
+    # Its own keys: a Gemini key is never sent to another service. No ``OPENAI_API_KEY``
+    # alias: a key other tools on the machine use is not picked up without being named.
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SHARDLINE_OPENAI_API_KEY", "openai_api_key"),
+    )
+    openai_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    openai_base_url: str = OPENAI_API_BASE_URL
+    openai_completion_window: str = "24h"
+    openai_generate_model: str = "gpt-4o-mini"
+    openai_embed_model: str = "text-embedding-3-small"
+    #: 5 GB under the 100 GB an organization may hold in files.
+    openai_file_storage_budget_bytes: int = Field(default=95 * 1_000_000_000, gt=0)
+    openai_enqueued_token_budget: int | None = Field(default=None, gt=0)
+
+    # Anthropic Message Batches (requests inline in the create call; its own keys too).
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SHARDLINE_ANTHROPIC_API_KEY", "anthropic_api_key"),
+    )
+    anthropic_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    anthropic_base_url: str = ANTHROPIC_API_BASE_URL
+    anthropic_version: str = "2023-06-01"
+    anthropic_generate_model: str = "claude-haiku-4-5"
+    anthropic_enqueued_token_budget: int | None = Field(default=None, gt=0)
 
     # Celery
     broker_url: str | None = Field(
@@ -237,6 +275,13 @@ class Settings(BaseSettings):
         default=15.0, ge=0, description="How long one read of the run records serves scrapes."
     )
 
+    @field_validator("openai_api_keys", "anthropic_api_keys", mode="before")
+    @classmethod
+    def _split_plain_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -300,9 +345,22 @@ class Settings(BaseSettings):
             return self.cache_uri
         return self.state_uri.rstrip("/") + "/cache"
 
-    def key_pool(self) -> list[SecretStr]:
-        """Every configured key, primary first, without repeats."""
-        return [key for key, _ in self.key_projects()]
+    def key_pool(self, provider: ProviderName = "gemini") -> list[SecretStr]:
+        """Every configured key of ``provider``, primary first, without repeats."""
+        if provider == "gemini":
+            return [key for key, _ in self.key_projects()]
+        if provider == "openai":
+            primary, pool = self.openai_api_key, self.openai_api_keys
+        else:
+            primary, pool = self.anthropic_api_key, self.anthropic_api_keys
+        keys: list[SecretStr] = []
+        seen: set[str] = set()
+        for key in ([primary] if primary else []) + list(pool):
+            raw = key.get_secret_value()
+            if raw and raw not in seen:
+                seen.add(raw)
+                keys.append(key)
+        return keys
 
     def key_projects(self) -> list[tuple[SecretStr, str]]:
         """Every configured key with its project label, primary first, without repeats.
@@ -323,6 +381,34 @@ class Settings(BaseSettings):
             if entry.project is not None:
                 labels[raw] = entry.project
         return [(key, labels[key.get_secret_value()]) for key in order]
+
+    def default_model(self, provider: ProviderName, kind: str) -> str:
+        """The model of a run that names none."""
+        if provider == "openai":
+            return self.openai_embed_model if kind == "embed" else self.openai_generate_model
+        if provider == "anthropic":
+            return self.anthropic_generate_model  # no embeddings: refused at start
+        return self.embed_model if kind == "embed" else self.generate_model
+
+    def for_provider(self, provider: ProviderName) -> Settings:
+        """These settings with ``provider``'s own admission budgets in the shared fields
+        (what :class:`~shared.admission.Admission` reads)."""
+        if provider == "openai":
+            return self.model_copy(
+                update={
+                    "file_storage_budget_bytes": self.openai_file_storage_budget_bytes,
+                    "enqueued_token_budget": self.openai_enqueued_token_budget,
+                }
+            )
+        if provider == "anthropic":
+            # No files are held at the provider: the requests travel in the create call.
+            return self.model_copy(
+                update={
+                    "file_storage_budget_bytes": 10**15,
+                    "enqueued_token_budget": self.anthropic_enqueued_token_budget,
+                }
+            )
+        return self
 
     @field_validator("input_prefixes", "output_prefixes", mode="before")
     @classmethod
@@ -370,11 +456,22 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid settings: {problems(exc, name=_variable)}") from None
 
 
-def require_api_key(settings: Settings) -> None:
-    """Raise ``ConfigError`` unless a provider key is configured (work without one can only
-    end with every request abandoned)."""
-    if not settings.key_pool():
+def require_api_key(settings: Settings, provider: ProviderName | None = None) -> None:
+    """Raise ``ConfigError`` unless a key of ``provider`` is configured (None: of any
+    provider; a worker may serve runs of several). Work without one can only end with every
+    request abandoned."""
+    providers = [provider] if provider is not None else list(get_args(ProviderName))
+    if any(settings.key_pool(name) for name in providers):
+        return
+    if provider == "openai":
         raise ConfigError(
-            "no API key: set SHARDLINE_API_KEY (or GEMINI_API_KEY, SHARDLINE_API_KEYS), or "
-            "put a file SHARDLINE_API_KEY in SHARDLINE_SECRETS_DIR"
+            "no API key: set SHARDLINE_OPENAI_API_KEY (or SHARDLINE_OPENAI_API_KEYS)"
         )
+    if provider == "anthropic":
+        raise ConfigError(
+            "no API key: set SHARDLINE_ANTHROPIC_API_KEY (or SHARDLINE_ANTHROPIC_API_KEYS)"
+        )
+    raise ConfigError(
+        "no API key: set SHARDLINE_API_KEY (or GEMINI_API_KEY, SHARDLINE_API_KEYS), or "
+        "put a file SHARDLINE_API_KEY in SHARDLINE_SECRETS_DIR"
+    )

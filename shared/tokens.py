@@ -11,6 +11,11 @@ loop. The estimate:
   ``toolConfig``: their JSON length, at 4 characters per token;
 - at least 1 per request.
 
+An OpenAI-style or Anthropic body is read the same way: the text of ``messages[].content``
+(a string, or ``text`` parts; an image part counts as one media part), Anthropic's
+``system`` and an embedding's ``input`` (a string or a list of strings; token ids count one
+each).
+
 It tends to over-count code and under-count scripts with dense tokenization (CJK); the
 counts the provider reports (``usageMetadata``) are what the summary and cost use.
 """
@@ -31,7 +36,10 @@ _BESIDES_CONTENTS = frozenset((*_CONTENT_OBJECTS, *_TOOLING))
 
 
 def estimate_tokens(request: Mapping[str, Any]) -> int:
-    """Estimated input tokens of one ``GenerateContentRequest`` or ``EmbedContentRequest``."""
+    """Estimated input tokens of one ``GenerateContentRequest`` or ``EmbedContentRequest``
+    (or an OpenAI-style chat or embedding body)."""
+    if "messages" in request or "input" in request:
+        return _openai_estimate(request)
     chars = 0
     media = 0
     contents = request.get("contents")
@@ -62,4 +70,29 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
                 media += 1
             else:
                 chars += len(orjson.dumps(part))
+    return max(1, -(-chars // CHARS_PER_TOKEN) + media * MEDIA_PART_TOKENS)
+
+
+def _openai_estimate(request: Mapping[str, Any]) -> int:
+    chars = 0
+    media = 0
+    values: list[Any] = []
+    messages = request.get("messages")
+    if type(messages) is list:
+        values = [m.get("content") for m in messages if type(m) is dict]
+    for name in ("input", "system"):  # an embedding's input; Anthropic's system prompt
+        value = request.get(name)
+        if value is not None:
+            values.append(value)
+    for value in values:
+        items = value if type(value) is list else [value]
+        for item in items:
+            if type(item) is str:
+                chars += len(item)
+            elif type(item) is int:
+                chars += CHARS_PER_TOKEN  # a token id
+            elif type(item) is dict and type(item.get("text")) is str:
+                chars += len(item["text"])
+            elif type(item) is dict:
+                media += 1
     return max(1, -(-chars // CHARS_PER_TOKEN) + media * MEDIA_PART_TOKENS)

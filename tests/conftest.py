@@ -22,4 +22,7 @@ def _clean_shardline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(("SHARDLINE_", "GEMINI_", "GOOGLE_API_KEY", "GOOGLE_GEMINI")):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SHARDLINE_SECRETS_DIR", "")
+    # Gemini parts go through the File API unless a test asks for inline mode: the tests of
+    # uploads, sessions and crashes need files, and their parts are small.
+    monkeypatch.setenv("SHARDLINE_GEMINI_INLINE_MAX_BYTES", "0")
     yield

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import orjson
 from kombu.exceptions import OperationalError
@@ -39,7 +40,7 @@ from shared.pipeline.start import RegisteredRun, lookup_run, register_run, regis
 from shared.pipeline.sweep import sweep_orphans
 from shared.run.spec import DEFAULT_CLIENT, OutputSchema, RunOptions, RunSpec, run_spec_schema
 from shared.run.store import RunStore
-from shared.settings import Settings, load_settings, require_api_key
+from shared.settings import ProviderName, Settings, load_settings, require_api_key
 from shared.storage import open_storage
 from shared.validation import problems
 from workers.app import configure
@@ -99,11 +100,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             output_uri=_uri(args.out),
             model=args.model,
             kind=args.kind,
+            provider=args.provider,
             client=args.client,
             idempotency_key=args.idempotency_key,
             options=RunOptions(
                 shard_max_bytes=args.shard_max_bytes,
                 shard_max_requests=args.shard_max_requests,
+                inline=args.inline,
             ),
             labels=dict(args.label or []),
             cache=not args.no_cache,
@@ -194,7 +197,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return show_estimate(settings, spec, as_json=args.json)
     if settings.embedded:  # this process is the worker; with a broker, the workers' keys
-        require_api_key(settings)
+        require_api_key(settings, spec.provider or settings.provider)
     started = register_run(settings, spec)
     _console().print(f"run {started.run_id} → {started.output_uri}")
     metrics = serve_metrics(settings, args.metrics_port)
@@ -388,6 +391,15 @@ def _run_options(parser: argparse.ArgumentParser, *, estimate: bool = False) -> 
         parser.add_argument("--out", required=True, help="output prefix the run owns")
     parser.add_argument("--model", help="model name (default: the settings' for the kind)")
     parser.add_argument("--kind", choices=["generate", "embed"], default="generate")
+    parser.add_argument(
+        "--provider", choices=list(get_args(ProviderName)),
+        help="whose batch API runs it (default: SHARDLINE_PROVIDER, else gemini)",
+    )
+    parser.add_argument(
+        "--inline", action=argparse.BooleanOptionalAction, default=None,
+        help="Gemini: parts inline in the create call (--inline), always files (--no-inline); "
+        "default: by size",
+    )
     parser.add_argument("--shard-max-bytes", type=parse_size, help="e.g. 500MB (max 2 GiB)")
     parser.add_argument("--shard-max-requests", type=int)
     if not estimate:

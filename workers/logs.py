@@ -27,12 +27,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from celery import Task, signals
 
-from shared.settings import Settings
+from shared.settings import ProviderName, Settings
 
 REDACTED = "[redacted]"
 #: The record attributes :class:`TaskContextFilter` sets (None outside a task).
@@ -221,7 +221,8 @@ class TaskTextFormatter(logging.Formatter):
 
 def secret_values(settings: Settings) -> list[str]:
     """Every configured API key, the values no log line may contain."""
-    return [key.get_secret_value() for key in settings.key_pool()]
+    pools = (settings.key_pool(name) for name in get_args(ProviderName))
+    return [key.get_secret_value() for pool in pools for key in pool]
 
 
 def instrument(logger: logging.Logger, settings: Settings) -> None:

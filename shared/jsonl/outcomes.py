@@ -49,7 +49,8 @@ MISSING_ERROR: dict[str, Any] = {
     "message": "the provider returned no output line for this request",
     "status": "MISSING",
 }
-RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504})
+#: 529: Anthropic's "overloaded".
+RETRYABLE_HTTP_CODES = frozenset({429, 500, 502, 503, 504, 529})
 #: gRPC codes: 4 DEADLINE_EXCEEDED, 8 RESOURCE_EXHAUSTED, 13 INTERNAL, 14 UNAVAILABLE.
 RETRYABLE_GRPC_CODES = frozenset({4, 8, 13, 14})
 #: ``INVALID_OUTPUT``: a response that failed the run's output schema (:mod:`shared.typed`).
@@ -124,7 +125,7 @@ class OutcomeStats(BaseModel):
     duplicates: int = 0
     invalid: int = 0
     output_lines: int = 0
-    #: Sums of ``usageMetadata`` over kept responses (embeddings usually report none).
+    #: Sums of ``usageMetadata`` (or an OpenAI-style ``usage``) over kept responses.
     tokens: TokenTotals = Field(default_factory=TokenTotals)
 
 
@@ -267,6 +268,8 @@ def _outcomes(
                         value = metadata.get(field)
                         if type(value) is int:
                             usage[index] += value
+                elif "usage" in response:
+                    _add_openai_usage(usage, response["usage"], 1)
             else:
                 error = normalize_error(line)
                 yield number * 2 + 1, error_record(number, error, retryable(error))
@@ -393,9 +396,53 @@ def _drop(usage: list[int], outcome: tuple[int, bytes]) -> None:
     """Take a dropped response (duplicate, stray) back out of the token sums."""
     order, record = outcome
     if order % 2 == 0:
-        metadata = orjson.loads(response_json(record)).get("usageMetadata")
+        response = orjson.loads(response_json(record))
+        metadata = response.get("usageMetadata")
         if type(metadata) is dict:
             for index, field in _USAGE_FIELDS:
                 value = metadata.get(field)
                 if type(value) is int:
                     usage[index] -= value
+        elif "usage" in response:
+            _add_openai_usage(usage, response["usage"], -1)
+
+
+def _add_openai_usage(usage: list[int], reported: Any, sign: int) -> None:
+    """An OpenAI-style ``usage`` into the same sums: ``completion_tokens`` counts reasoning
+    tokens too, so its ``reasoning_tokens`` go to ``thoughts`` and the rest to
+    ``candidates`` (Gemini's split); cached prompt tokens are a part of ``prompt``.
+    Anthropic's ``usage`` (``input_tokens`` without the cache reads and writes, which are
+    added to ``prompt``; ``output_tokens``) is read here too."""
+    if type(reported) is not dict:
+        return
+    if "input_tokens" in reported:
+        _add_anthropic_usage(usage, reported, sign)
+        return
+    prompt, completion, total = (
+        reported.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    )
+    details = reported.get("completion_tokens_details")
+    thoughts = details.get("reasoning_tokens") if type(details) is dict else None
+    prompt_details = reported.get("prompt_tokens_details")
+    cached = prompt_details.get("cached_tokens") if type(prompt_details) is dict else None
+    thoughts = thoughts if type(thoughts) is int else 0
+    if type(prompt) is int:
+        usage[0] += sign * prompt
+    if type(completion) is int:
+        usage[1] += sign * (completion - thoughts)
+    usage[2] += sign * thoughts
+    if type(cached) is int:
+        usage[3] += sign * cached
+    if type(total) is int:
+        usage[4] += sign * total
+
+
+def _add_anthropic_usage(usage: list[int], reported: dict[str, Any], sign: int) -> None:
+    parts = [reported.get(name) for name in (
+        "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens"
+    )]
+    fresh, read, written, output = (value if type(value) is int else 0 for value in parts)
+    usage[0] += sign * (fresh + read + written)
+    usage[1] += sign * output
+    usage[3] += sign * read
+    usage[4] += sign * (fresh + read + written + output)

@@ -62,6 +62,7 @@ from shared.jsonl.rejections import rejection, write_rejection_streamed
 from shared.jsonl.validate import line_verdict
 from shared.run import layout
 from shared.run.spec import Kind
+from shared.settings import ProviderName
 from shared.storage.base import Storage
 from shared.tokens import estimate_tokens
 
@@ -94,6 +95,7 @@ def split_input(
     shard_max_bytes: int,
     shard_max_requests: int,
     source: str,
+    dialect: ProviderName = "gemini",
     tmp_dir: str | None = None,
     line_max_bytes: int | None = None,
     max_shards: int | None = None,
@@ -101,7 +103,8 @@ def split_input(
 ) -> SplitResult:
     """Validate and split ``reader`` (read once, sequentially) into shards staged in ``out``.
 
-    ``source`` names the input in messages. ``line_max_bytes`` caps one raw line (default:
+    ``source`` names the input in messages; ``dialect`` is the provider whose request bodies
+    the lines hold. ``line_max_bytes`` caps one raw line (default:
     ``shard_max_bytes``); a longer one is rejected without being held in memory.
     ``max_shards`` (default: no bound) bounds the shard count: ``InputFileError`` beyond.
     """
@@ -118,6 +121,7 @@ def split_input(
             keys,
             work,
             kind=kind,
+            dialect=dialect,
             max_bytes=shard_max_bytes,
             max_requests=shard_max_requests,
             line_cap=line_cap,
@@ -181,6 +185,7 @@ def _first_pass(
     work: str,
     *,
     kind: Kind,
+    dialect: ProviderName,
     max_bytes: int,
     max_requests: int,
     line_cap: int,
@@ -209,7 +214,7 @@ def _first_pass(
                 write_rejection_streamed(rejected, number, reason, data.raw())
                 rejected_count += 1
                 continue
-            verdict = line_verdict(data, number, kind)
+            verdict = line_verdict(data, number, kind, dialect)
             if isinstance(verdict, str):
                 rejected.write(rejection(number, verdict, data))
                 rejected_count += 1

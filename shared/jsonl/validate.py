@@ -11,7 +11,10 @@ Accepted forms:
 A request must look like the run's kind: a generate request needs a non-empty ``contents``
 list of objects; an embed request needs ``content``, one object (``EmbedContentRequest``;
 ``contents`` is the generate form and is refused with a hint rather than passed on to fail
-at the provider). Everything else is left to the provider.
+at the provider). In the ``openai`` dialect (an OpenAI-style run) a generate request is a
+chat body with a non-empty ``messages`` list, an embed request has ``input``; a bare request
+is recognised by those fields. An ``anthropic`` Messages body needs ``messages`` and an
+integer ``max_tokens``. Everything else is left to the provider.
 
 A bare request is staged with its own bytes (trimmed), a keyed one re-serialised by orjson
 (values unchanged, except that orjson reads an integer beyond 64 bits as a float).
@@ -26,6 +29,7 @@ from typing import Any
 import orjson
 
 from shared.run.spec import Kind
+from shared.settings import ProviderName
 
 RESERVED_FIELDS = ("response", "error", "attempts")
 _NO_KEY = object()
@@ -65,15 +69,19 @@ def json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def check_line(raw: bytes, line_no: int, kind: Kind) -> Accepted | Rejected:
+def check_line(
+    raw: bytes, line_no: int, kind: Kind, dialect: ProviderName = "gemini"
+) -> Accepted | Rejected:
     """Accept or reject one line (content without its terminator)."""
-    verdict = line_verdict(raw, line_no, kind)
+    verdict = line_verdict(raw, line_no, kind, dialect)
     if isinstance(verdict, str):
         return Rejected(verdict)
     return Accepted(*verdict)
 
 
-def line_verdict(raw: bytes, line_no: int, kind: Kind) -> Fields | str:
+def line_verdict(
+    raw: bytes, line_no: int, kind: Kind, dialect: ProviderName = "gemini"
+) -> Fields | str:
     """:func:`check_line` for the planner's hot loop, without an object per line: the
     accepted line's ``(key, request, request_json, extra)`` or the rejection's reason."""
     if not raw:
@@ -91,7 +99,7 @@ def line_verdict(raw: bytes, line_no: int, kind: Kind) -> Fields | str:
     if type(obj) is not dict:
         return f"not a JSON object (got {json_type(obj)})"
     if "request" not in obj:
-        return _bare(obj, raw, line_no, kind)
+        return _bare(obj, raw, line_no, kind, dialect)
     # Keyed: what is left of ``obj`` once the structure is taken out is the metadata.
     request = obj.pop("request")
     if type(request) is not dict:
@@ -106,30 +114,45 @@ def line_verdict(raw: bytes, line_no: int, kind: Kind) -> Fields | str:
     if obj and not obj.keys().isdisjoint(RESERVED_FIELDS):
         name = next(name for name in RESERVED_FIELDS if name in obj)
         return f"field `{name}` is reserved: output lines use it, so it cannot be metadata"
-    problem = request_problem(request, kind)
+    problem = request_problem(request, kind, dialect)
     if problem is not None:
         return problem
     return key, request, orjson.dumps(request), obj or None
 
 
-def _bare(obj: dict[str, Any], raw: bytes, line_no: int, kind: Kind) -> Fields | str:
+def _bare(
+    obj: dict[str, Any], raw: bytes, line_no: int, kind: Kind, dialect: ProviderName
+) -> Fields | str:
     if "key" in obj:
         return "has `key` but no `request` object"
-    marker = "contents" if kind == "generate" else "content"
+    if dialect in ("openai", "anthropic"):
+        marker = "messages" if kind == "generate" else "input"
+    else:
+        marker = "contents" if kind == "generate" else "content"
     if marker not in obj:
         hint = "; `contents` is the generate form" if kind == "embed" and "contents" in obj else ""
         return (
             f"not a request: needs `request` (keyed line) or `{marker}` "
             f"(a bare {kind} request){hint}"
         )
-    problem = request_problem(obj, kind)
+    problem = request_problem(obj, kind, dialect)
     if problem is not None:
         return problem
     return f"line-{line_no}", obj, raw.strip(), None
 
 
-def request_problem(request: dict[str, Any], kind: Kind) -> str | None:
+def request_problem(
+    request: dict[str, Any], kind: Kind, dialect: ProviderName = "gemini"
+) -> str | None:
     """What makes ``request`` unusable for ``kind``, or None (minimal, cheap checks)."""
+    if dialect == "openai":
+        return _openai_problem(request, kind)
+    if dialect == "anthropic":
+        problem = _openai_problem(request, kind)
+        if problem is None and type(request.get("max_tokens")) is not int:
+            got = _got(request, "max_tokens")
+            problem = f"message request needs `max_tokens`, an integer ({got})"
+        return problem
     if kind == "generate":
         contents = request.get("contents")
         if type(contents) is not list or not contents:
@@ -146,6 +169,25 @@ def request_problem(request: dict[str, Any], kind: Kind) -> str | None:
         got = _got(request, "content")
         hint = "; `contents` is the generate form" if "contents" in request else ""
         return f"embed request needs `content`, an object ({got}){hint}"
+    return None
+
+
+def _openai_problem(request: dict[str, Any], kind: Kind) -> str | None:
+    """An OpenAI-style body: chat needs a non-empty ``messages`` list of objects; an
+    embedding needs ``input`` (a non-empty string or list)."""
+    if kind == "generate":
+        messages = request.get("messages")
+        if type(messages) is not list or not messages:
+            got = "got an empty list" if type(messages) is list else _got(request, "messages")
+            return f"chat request needs a non-empty `messages` list ({got})"
+        for index, item in enumerate(messages):
+            if type(item) is not dict:
+                return f"`messages[{index}]` must be an object (got {json_type(item)})"
+        return None
+    value = request.get("input")
+    if type(value) not in (str, list) or not value:
+        got = _got(request, "input")
+        return f"embedding request needs `input`, a non-empty string or list ({got})"
     return None
 
 

@@ -69,20 +69,27 @@ class RunContext:
 
     @cached_property
     def keys(self) -> ApiKeyPool:
-        return ApiKeyPool(self.settings.key_pool())
+        return ApiKeyPool(self.settings.key_pool(self.manifest.provider))
 
     @cached_property
     def admission(self) -> Admission:
         """Live jobs, enqueued tokens and file bytes per key, shared by every worker."""
         if self.redis is None:
             self.redis = coordination_redis(self.settings)
-        return Admission(self.redis, self.settings)
+        return Admission(self.redis, self.settings.for_provider(self.manifest.provider))
 
     def provider(self, key_fingerprint: str) -> BatchProvider:
         """The provider, talking with the key of that fingerprint (key affinity)."""
         if key_fingerprint not in self._providers:
             key = self.keys.get(key_fingerprint)
-            self._providers[key_fingerprint] = build_provider(self.settings, key)
+            self._providers[key_fingerprint] = build_provider(
+                self.settings,
+                key,
+                provider=self.manifest.provider,
+                model=self.manifest.model,
+                kind=self.manifest.kind,
+                inline=self.manifest.spec.options.inline,
+            )
         return self._providers[key_fingerprint]
 
     def close(self) -> None:

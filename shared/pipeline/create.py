@@ -99,6 +99,7 @@ def create_part(ctx: RunContext, shard: int, attempt: int, part: PartPlan) -> Jo
             kind=ctx.manifest.kind,
             display_name=display,
             file_name=upload.file_name,
+            source=lambda offset: ctx.storage.open_read(part.input_key, offset=offset),
         )
     except ProviderClientError:
         # A 4xx (429 included) is an answer: no job was made, so the next try need not wait.

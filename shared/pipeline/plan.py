@@ -42,6 +42,7 @@ def plan_run(ctx: RunContext) -> PlanRecord:
             reader,
             ctx.storage,
             kind=manifest.kind,
+            dialect=manifest.provider,
             shard_max_bytes=manifest.shard_max_bytes,
             shard_max_requests=manifest.shard_max_requests,
             source=source,

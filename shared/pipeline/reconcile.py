@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import get_args
 
 from pydantic import BaseModel, Field
 
@@ -29,7 +30,7 @@ from shared.run.records import utcnow
 from shared.run.registry import RunEntry, RunRegistry
 from shared.run.states import BatchState
 from shared.run.store import RunStore, parts_of
-from shared.settings import Settings
+from shared.settings import ProviderName, Settings
 from shared.storage import open_storage
 
 log = logging.getLogger("shardline.reconcile")
@@ -176,8 +177,13 @@ def reconcile(
     if admission is not None and not report.unreadable:
         # Holdings of workers that died between acquiring and recording are freed here,
         # per project: the census of all its keys together.
+        fingerprints = [
+            fp
+            for name in get_args(ProviderName)
+            for fp in ApiKeyPool(settings.key_pool(name)).fingerprints
+        ]
         dropped = admission.reconcile_all(
-            ApiKeyPool(settings.key_pool()).fingerprints,
+            fingerprints,
             jobs=report.live_jobs,
             files=report.live_files,
         )

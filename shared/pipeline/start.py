@@ -12,9 +12,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from shared.access import AccessPolicy
-from shared.errors import AccessError, InputFileError
+from shared.errors import AccessError, InputFileError, SpecError
 from shared.jsonl.sniff import check_jsonl
 from shared.ownership import check_not_inside_a_run, check_output_free
+from shared.provider.limits import shard_limits
 from shared.run.records import RunManifest
 from shared.run.registry import RunEntry, RunRegistry, run_id_for
 from shared.run.spec import RunSpec
@@ -34,16 +35,25 @@ class RegisteredRun(BaseModel):
 
 def effective_manifest(settings: Settings, spec: RunSpec, run_id: str) -> RunManifest:
     options = spec.options
-    model = spec.model or (
-        settings.embed_model if spec.kind == "embed" else settings.generate_model
+    provider = spec.provider or settings.provider
+    if provider == "anthropic" and spec.kind == "embed":
+        raise SpecError("provider anthropic has no embeddings: use --kind generate")
+    model = spec.model or settings.default_model(provider, spec.kind)
+    max_bytes, max_requests = shard_limits(
+        provider,
+        model=model,
+        kind=spec.kind,
+        max_bytes=options.shard_max_bytes or settings.shard_max_bytes,
+        max_requests=options.shard_max_requests or settings.shard_max_requests,
     )
     return RunManifest(
         run_id=run_id,
         spec=spec,
         model=model,
         kind=spec.kind,
-        shard_max_bytes=options.shard_max_bytes or settings.shard_max_bytes,
-        shard_max_requests=options.shard_max_requests or settings.shard_max_requests,
+        provider=provider,
+        shard_max_bytes=max_bytes,
+        shard_max_requests=max_requests,
         max_request_attempts=options.max_request_attempts or settings.max_request_attempts,
         max_job_attempts=options.max_job_attempts or settings.max_job_attempts,
     )

@@ -117,10 +117,19 @@ class BatchProvider(ABC):
 
     @abstractmethod
     def create_job(
-        self, *, model: str, kind: Kind, display_name: str, file_name: str
+        self,
+        *,
+        model: str,
+        kind: Kind,
+        display_name: str,
+        file_name: str,
+        source: ReaderFactory | None = None,
     ) -> ProviderJob:
         """Create a batch job over an uploaded file. Never retried after an ambiguous
-        failure: the caller looks the job up by ``display_name`` first (:meth:`find_jobs`)."""
+        failure: the caller looks the job up by ``display_name`` first (:meth:`find_jobs`).
+
+        ``source`` opens the part's staged input: a provider that takes its requests in the
+        create call itself (no file) streams them from there; the others ignore it."""
 
     @abstractmethod
     def get_job(self, name: str) -> ProviderJob:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.run.spec import Kind, RunSpec
 from shared.run.states import BatchState, PartFate, RunState, ShardState
+from shared.settings import ProviderName
 
 RECORD_VERSION = 1
 
@@ -35,6 +36,8 @@ class RunManifest(Record):
     spec: RunSpec
     model: str
     kind: Kind
+    #: Runs recorded before there was a choice ran on Gemini.
+    provider: ProviderName = "gemini"
     shard_max_bytes: int
     shard_max_requests: int
     max_request_attempts: int

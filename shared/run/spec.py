@@ -19,6 +19,7 @@ from shared.limits import (
     check_labels,
     check_model,
 )
+from shared.settings import ProviderName
 
 Kind = Literal["generate", "embed"]
 
@@ -37,6 +38,11 @@ class RunOptions(BaseModel):
     shard_max_requests: int | None = Field(default=None, gt=0)
     max_request_attempts: int | None = Field(default=None, ge=1, le=20)
     max_job_attempts: int | None = Field(default=None, ge=1, le=20)
+    inline: bool | None = Field(
+        default=None,
+        description="Gemini: send parts inline in the create call (true), always as files "
+        "(false), or by size (unset: parts under SHARDLINE_GEMINI_INLINE_MAX_BYTES).",
+    )
 
 
 class OutputSchema(BaseModel):
@@ -97,6 +103,11 @@ class RunSpec(BaseModel):
         "worker's default for the kind if unset.",
     )
     kind: Kind = Field(default="generate", description="generate (text) or embed.")
+    provider: ProviderName | None = Field(
+        default=None,
+        description="Whose batch API runs it (gemini, openai, anthropic); the worker's default "
+        "if unset.",
+    )
     client: str = Field(
         default=DEFAULT_CLIENT,
         description="Who asks: the namespace of idempotency_key (1-64 letters, digits, ._-). "

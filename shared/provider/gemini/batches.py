@@ -10,10 +10,11 @@ failure the caller must look the job up by its display name
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from shared.provider.gemini._core import ClientCore, parse_wire, resource_name
+from shared.provider.gemini._errors import malformed
 from shared.provider.gemini.models import BatchJob
 from shared.run.spec import Kind
 
@@ -67,6 +68,25 @@ class BatchesAPI(ClientCore):
         body = {"batch": {"displayName": display_name, "inputConfig": input_config}}
         path = f"{model_name(model)}:{CREATE_METHODS[kind]}"
         data = self._json("POST", path, body=body, idempotent=False)
+        return parse_wire(BatchJob, data, f"POST {path}")
+
+    def create_batch_streamed(
+        self, model: str, *, kind: Kind, body: Callable[[], Iterable[bytes]], size: int
+    ) -> BatchJob:
+        """Create a job from a request body of ``size`` bytes streamed from ``body()`` (an
+        inline batch too large to build in memory); not retried after an ambiguous failure."""
+        if kind not in CREATE_METHODS:
+            raise ValueError(f"kind must be one of {sorted(CREATE_METHODS)}")
+        path = f"{model_name(model)}:{CREATE_METHODS[kind]}"
+        headers = {"content-type": "application/json", "content-length": str(size)}
+        response = self._call(
+            lambda: self._request("POST", self._api_path(path), content=body(), headers=headers),
+            idempotent=False,
+        )
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise malformed(response, "not JSON") from exc
         return parse_wire(BatchJob, data, f"POST {path}")
 
     def get_batch(self, name: str) -> BatchJob:
