@@ -22,7 +22,6 @@ from tests.chaos.conftest import (
     normalized,
     submit,
     wait_killed,
-    wait_redelivery,
 )
 from tests.chaos.test_crash_matrix import LEASE, Reference, emulator_config, reference
 from tests.fixtures.emulator import running_emulator
@@ -53,7 +52,7 @@ def test_inline_run_matches_the_file_mode_reference(
         if failpoints is not None:
             armed = workers.start(env, failpoints)
             run = submit(broker, reference.source, tmp_path / "out")
-            wait_redelivery(wait_killed(armed, run))
+            wait_killed(armed, run)
         else:
             run = submit(broker, reference.source, tmp_path / "out")
         workers.start(env)
