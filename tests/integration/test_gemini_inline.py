@@ -60,11 +60,13 @@ def test_a_run_forced_to_files_and_one_by_size(
     source = tmp_path / "requests.jsonl"
     expected = write_input(source, 600)
 
-    shardline("run", str(source), "--out", str(tmp_path / "inline"), "--json", env=env)
+    # The cache is off: the second run sends the same requests on purpose, as files.
+    shardline("run", str(source), "--out", str(tmp_path / "inline"), "--json", "--no-cache",
+              env=env)
     check_output(tmp_path / "inline", expected)
     assert "files.upload.start" not in handle.stats()["requests"]
 
     shardline("run", str(source), "--out", str(tmp_path / "files"), "--no-inline", "--json",
-              env=env)
+              "--no-cache", env=env)
     check_output(tmp_path / "files", expected)
     assert handle.stats()["requests"]["files.upload.start"] == 1
